@@ -1,0 +1,296 @@
+"""Profile: a costed model. One JSON schema for every command and ``Profile.to_json()``.
+
+Schema ``fodlam-profile`` version 1 (documented in docs/profile-schema.md)::
+
+    {"schema": "fodlam-profile", "schema_version": 1, "fodlam_version": "...",
+     "model": {"name", "format", "source"}, "batch": 1,
+     "accelerator": {...}, "cost_model": {"name", "mode", "normalisation", "rates", "rules"},
+     "total": {"macs", "ops", "energy_j", "latency_s", "nodes", "unmodeled_nodes"},
+     "by_kind": {kind: {"count", "macs", "ops", "energy_j", "latency_s"}},
+     "nodes": [{"name", "op", "kind", "macs", "ops", "energy_j", "latency_s", "modeled",
+                "method", "how", "origin", "layers": [...]}],
+     "unmodeled": {op: count}, "warnings": [...]}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+
+from ._version import __version__
+from .errors import UnmodeledError
+from .models import Estimate
+from .nodes import Node
+from .units import format_count, format_si
+
+SCHEMA = "fodlam-profile"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class NodeCost:
+    node: Node
+    estimates: tuple[Estimate, ...]
+
+    @property
+    def energy_j(self) -> float:
+        return sum(e.energy_j for e in self.estimates)
+
+    @property
+    def latency_s(self) -> float:
+        return sum(e.latency_s for e in self.estimates)
+
+    @property
+    def method(self) -> str:
+        if not self.node.modeled:
+            return "unmodeled"
+        methods = [e.method for e in self.estimates if e.method != "none"]
+        return methods[0] if len(set(methods)) == 1 else ("+".join(dict.fromkeys(methods)) or "none")
+
+    @property
+    def how(self) -> str:
+        if not self.node.modeled:
+            return f"no lowering for op '{self.node.op}': not costed" + (
+                f" ({self.node.note})" if self.node.note else "")
+        text = " | ".join(e.how for e in self.estimates if e.method != "none") or \
+            "no arithmetic and no data moved"
+        return f"{text} ({self.node.note})" if self.node.note else text
+
+    # convenience mirrors
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def op(self) -> str:
+        return self.node.op
+
+    @property
+    def kind(self) -> str:
+        return self.node.kind
+
+    @property
+    def macs(self) -> int:
+        return self.node.macs
+
+    @property
+    def ops(self) -> int:
+        return self.node.ops
+
+    @property
+    def module(self) -> str:
+        return self.node.origin.get("module", "")
+
+    def to_dict(self) -> dict:
+        layers = []
+        for layer, est in zip(self.node.layers, self.estimates):
+            d = layer.to_dict()
+            d.update(energy_j=est.energy_j, latency_s=est.latency_s, method=est.method)
+            layers.append(d)
+        return {"name": self.name, "op": self.op, "kind": self.kind, "macs": self.macs,
+                "ops": self.ops, "energy_j": self.energy_j, "latency_s": self.latency_s,
+                "modeled": self.node.modeled, "method": self.method, "how": self.how,
+                "origin": dict(self.node.origin), "layers": layers}
+
+
+@dataclass
+class Profile:
+    """The costed model: per-node energy (J) and latency (s), with totals and views."""
+
+    nodes: list[NodeCost]
+    model: dict
+    accelerator: dict
+    cost_model: dict
+    batch: int = 1
+    warnings: list[str] = field(default_factory=list)
+
+    # ---- totals -------------------------------------------------------------------------
+    @property
+    def total_macs(self) -> int:
+        return sum(n.macs for n in self.nodes)
+
+    @property
+    def total_ops(self) -> int:
+        return sum(n.ops for n in self.nodes)
+
+    @property
+    def total_energy_j(self) -> float:
+        return sum(n.energy_j for n in self.nodes)
+
+    @property
+    def total_latency_s(self) -> float:
+        return sum(n.latency_s for n in self.nodes)
+
+    @property
+    def unmodeled(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for n in self.nodes:
+            if not n.node.modeled:
+                out[n.op] = out.get(n.op, 0) + 1
+        return dict(sorted(out.items()))
+
+    def by_kind(self) -> dict[str, dict]:
+        """Aggregate over canonical layers by kind (a node lowered to an fc layer and an
+        elementwise layer contributes to both). Unmodeled nodes appear as 'unmodeled'."""
+        out: dict[str, dict] = {}
+
+        def add(kind, macs, ops, energy, latency):
+            row = out.setdefault(kind, {"count": 0, "macs": 0, "ops": 0, "energy_j": 0.0,
+                                        "latency_s": 0.0})
+            row["count"] += 1
+            row["macs"] += macs
+            row["ops"] += ops
+            row["energy_j"] += energy
+            row["latency_s"] += latency
+
+        for n in self.nodes:
+            if not n.node.modeled:
+                add("unmodeled", 0, 0, 0.0, 0.0)
+                continue
+            for layer, est in zip(n.node.layers, n.estimates):
+                add(layer.kind, layer.macs, layer.ops, est.energy_j, est.latency_s)
+        return dict(sorted(out.items()))
+
+    def by_module(self, depth: int = 1) -> dict[str, dict]:
+        """Aggregate nodes by their module path cut to ``depth`` components (PyTorch
+        models); nodes without a module path are grouped under their own name's prefix."""
+        out: dict[str, dict] = {}
+        for n in self.nodes:
+            path = n.module or n.name
+            key = ".".join(path.split(".")[:depth]) if depth > 0 else ""
+            row = out.setdefault(key, {"nodes": 0, "macs": 0, "ops": 0, "energy_j": 0.0,
+                                       "latency_s": 0.0})
+            row["nodes"] += 1
+            row["macs"] += n.macs
+            row["ops"] += n.ops
+            row["energy_j"] += n.energy_j
+            row["latency_s"] += n.latency_s
+        return out
+
+    def top(self, k: int = 10, by: str = "energy_j") -> list[NodeCost]:
+        if by not in ("energy_j", "latency_s", "macs"):
+            raise ValueError("by must be 'energy_j', 'latency_s' or 'macs'")
+        return sorted(self.nodes, key=lambda n: (-getattr(n, by), n.name))[:k]
+
+    def check_modeled(self) -> None:
+        """Raise UnmodeledError if any node could not be costed (``--strict``)."""
+        if self.unmodeled:
+            ops = ", ".join(f"{op} x{c}" for op, c in self.unmodeled.items())
+            raise UnmodeledError(f"{sum(self.unmodeled.values())} node(s) have no cost model: "
+                                 f"{ops}; drop --strict to cost the rest, or file an issue "
+                                 "asking for a lowering of these ops")
+
+    # ---- export -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "fodlam_version": __version__,
+            "model": dict(self.model), "batch": self.batch,
+            "accelerator": dict(self.accelerator), "cost_model": dict(self.cost_model),
+            "total": {"macs": self.total_macs, "ops": self.total_ops,
+                      "energy_j": self.total_energy_j, "latency_s": self.total_latency_s,
+                      "nodes": len(self.nodes),
+                      "unmodeled_nodes": sum(self.unmodeled.values())},
+            "by_kind": self.by_kind(),
+            "nodes": [n.to_dict() for n in self.nodes],
+            "unmodeled": self.unmodeled,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
+
+    CSV_COLUMNS = ("name", "op", "kind", "module", "macs", "ops", "energy_j", "latency_s",
+                   "modeled", "method", "how")
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.CSV_COLUMNS)
+        for n in self.nodes:
+            writer.writerow([n.name, n.op, n.kind, n.module, n.macs, n.ops, repr(n.energy_j),
+                             repr(n.latency_s), n.node.modeled, n.method, n.how])
+        return buf.getvalue()
+
+    def to_records(self) -> list[dict]:
+        return [{"name": n.name, "op": n.op, "kind": n.kind, "module": n.module,
+                 "macs": n.macs, "ops": n.ops, "energy_j": n.energy_j,
+                 "latency_s": n.latency_s, "modeled": n.node.modeled, "method": n.method}
+                for n in self.nodes]
+
+    def to_dataframe(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Profile.to_dataframe() needs pandas: pip install pandas") from None
+        return pd.DataFrame.from_records(self.to_records(), columns=[
+            "name", "op", "kind", "module", "macs", "ops", "energy_j", "latency_s",
+            "modeled", "method"])
+
+    # ---- display ------------------------------------------------------------------------
+    def summary_lines(self, top: int = 10) -> list[str]:
+        from .report.table import render_table
+
+        lines = [f"FODLAM profile of {self.model.get('name', '?')}: accelerator "
+                 f"{self.accelerator.get('name', '?')}, cost model {self.cost_model.get('name')} "
+                 f"({self.cost_model.get('mode')}), batch {self.batch}"]
+        lines.append(f"total: {format_count(self.total_macs)} MACs, {format_si(self.total_energy_j, 'J')}, "
+                     f"{format_si(self.total_latency_s, 's')} over {len(self.nodes)} nodes")
+        if self.unmodeled:
+            lines.append("unmodeled (not costed): " +
+                         ", ".join(f"{op} x{c}" for op, c in self.unmodeled.items()))
+        energy = self.total_energy_j or 1.0
+        shown = self.nodes if top <= 0 or len(self.nodes) <= top else self.top(top)
+        title = "nodes" if shown is self.nodes else f"top {len(shown)} nodes by energy"
+        rows = [[n.name, n.op, n.kind, format_count(n.macs), format_si(n.energy_j, "J"),
+                 format_si(n.latency_s, "s"), f"{100 * n.energy_j / energy:.1f}%", n.method]
+                for n in shown]
+        lines.append("")
+        lines.append(title + ":")
+        lines += render_table(["name", "op", "kind", "MACs", "energy", "latency", "%energy",
+                               "method"], rows)
+        lines.append("")
+        lines.append("by kind:")
+        lines += render_table(["kind", "count", "MACs", "ops", "energy", "latency"], [
+            [k, v["count"], format_count(v["macs"]), format_count(v["ops"]),
+             format_si(v["energy_j"], "J"), format_si(v["latency_s"], "s")]
+            for k, v in self.by_kind().items()])
+        if self.warnings:
+            lines.append("")
+            lines += [f"warning: {w}" for w in self.warnings]
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.summary_lines())
+
+    def _repr_html_(self) -> str:
+        from .report.table import html_table
+
+        head = (f"<p><b>FODLAM profile of {_esc(self.model.get('name', '?'))}</b>: "
+                f"{format_count(self.total_macs)} MACs, {format_si(self.total_energy_j, 'J')}, "
+                f"{format_si(self.total_latency_s, 's')} on {_esc(self.accelerator.get('name', '?'))} "
+                f"({_esc(self.cost_model.get('name'))}, {_esc(self.cost_model.get('mode'))})</p>")
+        rows = [[n.name, n.op, n.kind, format_count(n.macs), format_si(n.energy_j, "J"),
+                 format_si(n.latency_s, "s"), n.method] for n in self.top(20)]
+        return head + html_table(["name", "op", "kind", "MACs", "energy", "latency", "method"], rows)
+
+
+def _esc(text) -> str:
+    import html
+    return html.escape(str(text))
+
+
+def build_profile(nodes: list[Node], cost_model, *, model: dict, batch: int = 1,
+                  warnings: list[str] | None = None) -> Profile:
+    """Annotate every node with its cost. Unmodeled nodes are kept, with zero cost."""
+    costed = []
+    for node in nodes:
+        if node.modeled:
+            estimates = tuple(cost_model.estimate(layer, node.reference if i == 0 else None)
+                              for i, layer in enumerate(node.layers))
+        else:
+            estimates = ()
+        costed.append(NodeCost(node, estimates))
+    return Profile(nodes=costed, model=model, accelerator=cost_model.accelerator.to_dict(),
+                   cost_model=cost_model.describe(), batch=batch, warnings=list(warnings or []))

@@ -1,0 +1,1 @@
+"""Output formats: text tables now; HTML and plots build on Profile."""
