@@ -80,6 +80,10 @@ class NodeCost:
         return self.node.ops
 
     @property
+    def modeled(self) -> bool:
+        return self.node.modeled
+
+    @property
     def module(self) -> str:
         return self.node.origin.get("module", "")
 
