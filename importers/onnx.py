@@ -19,6 +19,7 @@ from fodlam.errors import InputError, LayerError, ModelError
 from fodlam.nodes import Node
 
 try:  # imported lazily by fodlam.api; never at fodlam import time
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 except ImportError as e:  # pragma: no cover
@@ -147,6 +148,7 @@ class Graph:
         self.batch = batch
         self.opset = {(o.domain or ""): o.version for o in model.opset_import}
         self.static: set[str] = set()
+        self.meta: set[str] = set()   # computed from shapes (Shape/Size) and constants only
         self.values: dict[str, object] = {}
         self.shapes: dict[str, tuple] = {}
         self.dtypes: dict[str, int] = {}
@@ -240,8 +242,80 @@ class Graph:
                 raise ModelError(f"invalid ONNX graph: shape inference failed: {msg}") from None
         self.inferred = inferred
         self._collect(inferred.graph)
+        for _ in range(8):  # fold shape arithmetic into constants while it helps
+            if not self._missing_shapes(inferred.graph):
+                break
+            folded = self._fold_shape_arithmetic(light)
+            if not folded:
+                break
+            try:
+                inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False,
+                                                             data_prop=True)
+            except Exception:  # noqa: BLE001 - keep what we had
+                break
+            self.inferred = inferred
+            self._collect(inferred.graph)
         if self._missing_shapes(inferred.graph):
             self._symbolic_fallback(inferred)
+
+    def _fold_shape_arithmetic(self, light) -> int:
+        """Evaluate small tensors computed from shapes and constants (Shape -> Gather ->
+        Concat -> Reshape chains) with ONNX's reference ops, and put them in the light
+        model as constants so shape inference can see Reshape targets. Only the main graph;
+        only tensors of at most SMALL_CONSTANT elements; never a MAC-bearing op."""
+        from onnx.reference import ReferenceEvaluator
+
+        graph = light.graph
+        keep_nodes = []
+        new_inits = []
+        folded = 0
+        opsets = {(o.domain or ""): o.version for o in light.opset_import}
+        for node in graph.node:
+            outs = [o for o in node.output if o]
+            value = None
+            if node.op_type == "Shape" and node.input:
+                dims = self.shapes.get(node.input[0])
+                if dims is not None and not _unknowns(dims):
+                    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+                    start, end = attrs.get("start", 0), attrs.get("end", None)
+                    value = [np.array(dims[start:end], dtype=np.int64)]
+            elif node.op_type == "Size" and node.input:
+                dims = self.shapes.get(node.input[0])
+                if dims is not None and not _unknowns(dims):
+                    value = [np.array(_numel(dims), dtype=np.int64)]
+            elif (node.domain in ("", "ai.onnx") and node.input and outs
+                  and node.op_type not in _NONDETERMINISTIC and not _mac_bearing(node.op_type)
+                  and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                              for a in node.attribute)
+                  and all((not i) or i in self.values for i in node.input)):
+                feeds = {i: self.values[i] for i in node.input if i}
+                if sum(getattr(v, "size", 1) for v in feeds.values()) <= SMALL_CONSTANT:
+                    try:
+                        value = ReferenceEvaluator(node, opsets=opsets).run(None, feeds)
+                    except Exception:  # noqa: BLE001 - not foldable; leave it to inference
+                        value = None
+            if value is None or len(value) < len(outs) or any(
+                    getattr(v, "size", SMALL_CONSTANT + 1) > SMALL_CONSTANT for v in value[:len(outs)]):
+                keep_nodes.append(node)
+                continue
+            for name, v in zip(node.output, value):
+                if not name:
+                    continue
+                arr = np.asarray(v)
+                self.values[name] = arr
+                self.meta.add(name)
+                self.shapes[name] = tuple(int(d) for d in arr.shape)
+                new_inits.append(numpy_helper.from_array(arr, name))
+            folded += 1
+        if folded:
+            del graph.node[:]
+            graph.node.extend(keep_nodes)
+            graph.initializer.extend(new_inits)
+            produced = {i.name for i in new_inits}
+            kept_vi = [v for v in graph.value_info if v.name not in produced]
+            del graph.value_info[:]
+            graph.value_info.extend(kept_vi)
+        return folded
 
     def _collect(self, graph):
         for g in _graphs(graph):
@@ -270,17 +344,27 @@ class Graph:
                                     self.values[node.output[0]] = numpy_helper.to_array(attr.t)
                                 except Exception:  # noqa: BLE001
                                     pass
+                elif node.op_type in ("Shape", "Size"):
+                    self.meta.update(o for o in node.output if o)
                 elif node.input and all((not i) or i in self.static for i in node.input) \
-                        and node.op_type not in ("RandomNormal", "RandomUniform", "If", "Loop", "Scan"):
+                        and node.op_type not in _NONDETERMINISTIC:
                     self.static.update(o for o in node.output if o)
+                elif node.input and all((not i) or i in self.static or i in self.meta
+                                        for i in node.input) \
+                        and node.op_type not in _NONDETERMINISTIC and not _mac_bearing(node.op_type):
+                    self.meta.update(o for o in node.output if o)
 
     def _missing_shapes(self, graph) -> bool:
+        """True if a node that will be costed has an output whose shape is not fully known."""
         for node in graph.node:
-            key = (node.domain if node.domain != "ai.onnx" else "", node.op_type)
-            if key in LOWERINGS and _mac_bearing(node.op_type):
-                for name in list(node.input[:1]) + list(node.output[:1]):
-                    if name and (name not in self.shapes or _unknowns(self.shapes[name])):
-                        return True
+            if node.op_type in ("Shape", "Size", "Constant") or not node.output:
+                continue
+            out = node.output[0]
+            if not out or out in self.static or out in self.meta:
+                continue
+            dims = self.shapes.get(out)
+            if dims is None or _unknowns(dims):
+                return True
         return False
 
     def _symbolic_fallback(self, inferred):
@@ -385,6 +469,10 @@ _MAC_OPS = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "Gemm", "MatM
             "DecoderMaskedMultiHeadAttention", "PackedAttention", "PackedMultiHeadAttention",
             "SparseAttention", "MoE", "QMoE", "NhwcFusedConv", "QLinearConvTranspose",
             "ConvTransposeWithDynamicPads"}
+
+
+_NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                     "Multinomial", "Bernoulli", "If", "Loop", "Scan"}
 
 
 def _mac_bearing(op_type: str) -> bool:
@@ -795,9 +883,12 @@ def _generic(ctx) -> list:
         except (UnknownDim, ModelError):
             in_elems = None
     if out is None:
-        if OPS.lookup(op)[0] == "reduce" and in_elems is not None:
-            return [OPS.lower(op, 1, in_elems)]
-        ctx.out_shape(0)  # raises the actionable error
+        if in_elems is None:
+            ctx.out_shape(0)  # raises the actionable error
+        # output shape unresolved (data-dependent): first-order, as large as the input
+        ctx.note = "output shape unresolved: costed on the input's element count"
+        basis = 1 if OPS.lookup(op)[0] == "reduce" else in_elems
+        return [OPS.lower(op, basis, in_elems)]
     return [OPS.lower(op, _numel(out), in_elems)]
 
 
@@ -883,7 +974,7 @@ class Importer:
         return name if n == 0 else f"{name}#{n}"
 
     def run(self) -> list[Node]:
-        for i, node in enumerate(self.g.inferred.graph.node):
+        for i, node in enumerate(self.g.model.graph.node):
             self.nodes.append(self.lower_node(node, i, path=""))
         return self.nodes
 
@@ -898,11 +989,19 @@ class Importer:
         if fn is None:
             return [], "", False
         # constant-foldable: every input a constant/initializer -> computed once at load time
-        if node.input and all((not i) or self.g.is_static(i) for i in node.input) \
-                and not _mac_bearing(node.op_type) and node.op_type not in (
-                    "RandomNormal", "RandomUniform", "Multinomial", "Bernoulli"):
+        if node.op_type in ("Shape", "Size"):
             return [L.Elementwise(category="data", fn=node.op_type, inputs=0, outputs=0,
-                                  operations=0)], "constant-foldable: computed once at load time", True
+                                  operations=0)], "", True
+        if node.input and not _mac_bearing(node.op_type) and node.op_type not in _NONDETERMINISTIC:
+            if all((not i) or self.g.is_static(i) for i in node.input):
+                note = "constant-foldable: computed once at load time"
+            elif all((not i) or self.g.is_static(i) or i in self.g.meta for i in node.input):
+                note = "shape arithmetic: resolved at compile time for the given input shapes"
+            else:
+                note = ""
+            if note:
+                return [L.Elementwise(category="data", fn=node.op_type, inputs=0, outputs=0,
+                                      operations=0)], note, True
         ctx = Ctx(self.g, node, self)
         try:
             layers = list(fn(ctx))
