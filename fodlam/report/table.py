@@ -20,7 +20,8 @@ def render_table(headers: list[str], rows: list[list]) -> list[str]:
     for row in cells:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
-    numeric = [all(_is_numberish(r[i]) for r in cells) and bool(cells) for i in range(len(headers))]
+    numeric = [i > 0 and bool(cells) and all(_is_numberish(r[i]) for r in cells)
+               for i in range(len(headers))]
 
     def fmt(row):
         return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w)

@@ -1,0 +1,609 @@
+"""PyTorch front end: trace a module with fake tensors, lower every aten op to canonical layers.
+
+How it traces without running the model's arithmetic or materialising its weights:
+
+* every parameter and buffer is replaced (``torch.func.functional_call``) by a *fake*
+  tensor of the same shape, dtype and strides on the CPU (FakeTensorMode: no storage), so
+  a model built on the ``meta`` device profiles like a real one;
+* the forward runs under a dispatch mode that records each aten op with its argument and
+  result shapes and the module path that issued it (forward pre/post hooks);
+* recurrent modules (nn.LSTM / nn.GRU / nn.RNN) are lowered whole from their configuration,
+  because their aten decomposition differs between backends and time steps;
+* the model's state is untouched: its parameters are never read, its training flags are
+  restored, and hooks are removed.
+
+The lowering table ``ATEN`` maps an aten op name to a small function; ops missing from it
+and from ``fodlam.ops`` become unmodeled nodes. Arithmetic lives in ``fodlam.layers``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+from fodlam import layers as L
+from fodlam import ops as OPS
+from fodlam.errors import InputError, LayerError, ModelError
+from fodlam.nodes import Node
+
+try:
+    import torch
+    from torch import nn
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+except ImportError as e:  # pragma: no cover
+    raise ImportError("the PyTorch importer needs torch: pip install 'fodlam[torch]'") from e
+
+
+# --------------------------------------------------------------------------------------
+# aten lowerings
+# --------------------------------------------------------------------------------------
+
+ATEN: dict[str, Callable] = {}
+
+
+def aten(*names):
+    def register(fn):
+        for n in names:
+            ATEN[n] = fn
+        return fn
+    return register
+
+
+def _shape(t) -> tuple[int, ...]:
+    return tuple(int(d) for d in t.shape)
+
+
+def _numel(t) -> int:
+    return int(math.prod(_shape(t))) if isinstance(t, torch.Tensor) else 0
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (list, tuple)):
+        for o in out:
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+class Call:
+    """One recorded aten call, as seen by a lowering."""
+
+    def __init__(self, name, args, kwargs, out, tracer, qualified=""):
+        self.name = name
+        self.qualified = qualified
+        self.args = args
+        self.kwargs = kwargs
+        self.out = out
+        self.tracer = tracer
+
+    def arg(self, i, key=None, default=None):
+        if len(self.args) > i:
+            return self.args[i]
+        if key is not None and key in self.kwargs:
+            return self.kwargs[key]
+        return default
+
+    def is_weight(self, t) -> bool:
+        return self.tracer.is_weight(t)
+
+
+@aten("convolution", "_convolution", "convolution_overrideable", "mkldnn_convolution",
+      "cudnn_convolution", "_conv_depthwise2d", "conv_depthwise3d", "slow_conv2d",
+      "thnn_conv2d", "_slow_conv2d_forward", "slow_conv3d", "conv2d", "conv1d", "conv3d")
+def _conv(c: Call):
+    x, w = c.arg(0), c.arg(1)
+    n = x.dim() - 2
+    name = c.name
+    if name in ("convolution", "_convolution", "convolution_overrideable"):
+        stride, padding, dilation = c.arg(3), c.arg(4), c.arg(5)
+        transposed, output_padding, groups = bool(c.arg(6)), c.arg(7), int(c.arg(8))
+    elif name in ("conv1d", "conv2d", "conv3d"):
+        stride, padding, dilation, groups = c.arg(3, "stride", 1), c.arg(4, "padding", 0), \
+            c.arg(5, "dilation", 1), int(c.arg(6, "groups", 1))
+        transposed, output_padding = False, 0
+    else:
+        stride, padding, dilation = c.arg(4, "stride", 1), c.arg(5, "padding", 0), c.arg(6, "dilation", 1)
+        transposed, output_padding, groups = False, 0, int(c.arg(7, "groups", 1) or 1)
+        if name == "_conv_depthwise2d":
+            groups = _shape(x)[1]
+    out = _first_tensor(c.out)
+    pads = [2 * int(p) for p in (padding if isinstance(padding, (list, tuple)) else [padding] * n)]
+    xs, ws = _shape(x), _shape(w)
+    if transposed:
+        out_channels = ws[1] * groups
+    else:
+        out_channels = ws[0]
+    return [L.conv(xs[0], xs[1], out_channels, xs[2:], ws[2:], stride, pads, dilation, groups,
+                   out_size=_shape(out)[2:], transposed=transposed,
+                   output_padding=output_padding or 0)]
+
+
+def _mm_layer(c: Call, a, b, bias=None):
+    layer = L.matmul(_shape(a), _shape(b), a_is_weight=c.is_weight(a), b_is_weight=c.is_weight(b))
+    out = [layer]
+    if bias is not None and isinstance(bias, torch.Tensor):
+        out.append(OPS.lower("add", layer.output_elems))
+    return out
+
+
+@aten("mm", "bmm", "matmul", "mv", "dot", "vdot", "_int_mm")
+def _mm(c: Call):
+    return _mm_layer(c, c.arg(0), c.arg(1))
+
+
+@aten("addmm", "baddbmm", "addmv", "_addmm_activation", "addbmm")
+def _addmm(c: Call):
+    return _mm_layer(c, c.arg(1), c.arg(2), bias=c.arg(0))
+
+
+@aten("linear")
+def _linear(c: Call):
+    x, w, b = c.arg(0), c.arg(1), c.arg(2, "bias")
+    return [L.fc(_numel(x) // _shape(x)[-1], _shape(w)[1], _shape(w)[0])] + (
+        [OPS.lower("add", _numel(c.out))] if isinstance(b, torch.Tensor) else [])
+
+
+@aten("einsum")
+def _einsum(c: Call):
+    eq, operands = c.arg(0), list(c.arg(1))
+    return [L.einsum(eq, [_shape(t) for t in operands], [c.is_weight(t) for t in operands])]
+
+
+def _attention(batch_heads, q_len, kv_len, head_q, head_v):
+    return [L.MatMul(batch=batch_heads, m=q_len, k=head_q, n=kv_len),
+            OPS.lower("softmax", batch_heads * q_len * kv_len),
+            L.MatMul(batch=batch_heads, m=q_len, k=kv_len, n=head_v)]
+
+
+@aten("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
+      "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+      "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math",
+      "_scaled_dot_product_fused_attention_overrideable", "_flash_attention_forward",
+      "_efficient_attention_forward")
+def _sdpa(c: Call):
+    q, k, v = _shape(c.arg(0)), _shape(c.arg(1)), _shape(c.arg(2))
+    bh = int(math.prod(q[:-2]))
+    return _attention(bh, q[-2], k[-2], q[-1], v[-1])
+
+
+@aten("_native_multi_head_attention")
+def _native_mha(c: Call):
+    q, k = _shape(c.arg(0)), _shape(c.arg(1))
+    embed, heads = int(c.arg(3)), int(c.arg(4))
+    b, lq, lk = q[0], q[1], k[1]
+    proj = [L.fc(b * lq, embed, embed), L.fc(b * lk, embed, 2 * embed)]
+    return proj + _attention(b * heads, lq, lk, embed // heads, embed // heads) + \
+        [L.fc(b * lq, embed, embed)]
+
+
+def _pool_layer(c: Call, mode: str, kernel=None):
+    x, out = c.arg(0), _first_tensor(c.out)
+    xs, os_ = _shape(x), _shape(out)
+    nsp = len(os_) - 2 if len(os_) > 2 else 1
+    if kernel is None:  # adaptive: window ~ input / output
+        kernel = tuple(max(1, -(-i // o)) for i, o in zip(xs[-nsp:], os_[-nsp:]))
+    elif isinstance(kernel, int):
+        kernel = (kernel,) * nsp
+    batch = int(math.prod(xs[:-nsp - 1])) if len(xs) > nsp + 1 else 1
+    channels = xs[-nsp - 1] if len(xs) > nsp else 1
+    return [L.pool(mode, batch, channels, xs[-nsp:], os_[-nsp:], tuple(kernel))]
+
+
+@aten("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices",
+      "max_pool3d_with_indices", "max_pool1d_with_indices", "mkldnn_max_pool2d",
+      "quantized_max_pool2d")
+def _max_pool(c: Call):
+    return _pool_layer(c, "max", c.arg(1))
+
+
+@aten("avg_pool1d", "avg_pool2d", "avg_pool3d")
+def _avg_pool(c: Call):
+    return _pool_layer(c, "avg", c.arg(1))
+
+
+@aten("lp_pool1d", "lp_pool2d")
+def _lp_pool(c: Call):
+    return _pool_layer(c, "lp", c.arg(2))
+
+
+@aten("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+      "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "mkldnn_adaptive_avg_pool2d")
+def _adaptive_avg(c: Call):
+    return _pool_layer(c, "avg")
+
+
+@aten("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
+def _adaptive_max(c: Call):
+    return _pool_layer(c, "max")
+
+
+@aten("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact2d",
+      "upsample_bilinear2d", "upsample_linear1d", "upsample_trilinear3d", "upsample_bicubic2d",
+      "_upsample_bilinear2d_aa", "_upsample_nearest_exact1d", "_upsample_nearest_exact3d")
+def _upsample(c: Call):
+    out = _first_tensor(c.out)
+    n = _numel(out)
+    taps = 1 if "nearest" in c.name else (16 if "bicubic" in c.name else 2 ** max(out.dim() - 2, 1))
+    return [L.Elementwise(category="eltwise", fn="Resize", inputs=_numel(c.arg(0)), outputs=n,
+                          operations=n * taps)]
+
+
+@aten("_native_batch_norm_legit_no_training", "native_batch_norm", "_native_batch_norm_legit",
+      "batch_norm", "native_layer_norm", "layer_norm", "native_group_norm", "group_norm",
+      "instance_norm", "rms_norm", "_fused_rms_norm")
+def _norm(c: Call):
+    n = _numel(c.arg(0))
+    key = {"native_layer_norm": "layernorm", "layer_norm": "layernorm",
+           "native_group_norm": "groupnorm", "group_norm": "groupnorm",
+           "instance_norm": "instancenorm", "rms_norm": "rmsnorm", "_fused_rms_norm": "rmsnorm"}
+    return [OPS.lower(key.get(c.name, "batchnorm"), n, n)]
+
+
+#: aten names that reduce (with a dim or over everything) unless the overload is binary
+_REDUCTIONS = {"mean": "reducemean", "sum": "reducesum", "prod": "reduceprod", "amax": "amax",
+               "amin": "amin", "max": "reducemax", "min": "reducemin", "std": "std",
+               "var": "var", "logsumexp": "logsumexp", "argmax": "argmax", "argmin": "argmin",
+               "any": "any", "all": "all", "norm": "reducel2", "linalg_vector_norm": "reducel2",
+               "std_mean": "std", "var_mean": "var", "nansum": "reducesum", "nanmean": "reducemean"}
+_BINARY_OVERLOADS = {"other", "Tensor", "out", "Scalar"}
+
+
+def _generic(c: Call):
+    overload = c.qualified.rsplit(".", 1)[-1]
+    if c.name in _REDUCTIONS and overload not in _BINARY_OVERLOADS:
+        out = _first_tensor(c.out)
+        return [OPS.lower(_REDUCTIONS[c.name], _numel(out) if out is not None else 1,
+                          _numel(c.arg(0)))]
+    out = _first_tensor(c.out)
+    first = c.arg(0)
+    in_elems = _numel(first) if isinstance(first, torch.Tensor) else None
+    if isinstance(first, (list, tuple)):  # cat / stack take a list
+        in_elems = sum(_numel(t) for t in first if isinstance(t, torch.Tensor))
+    out_elems = _numel(out) if out is not None else 0
+    if c.name.endswith("_") and out is None:
+        out_elems = in_elems or 0
+    return [OPS.lower(c.name, out_elems, in_elems)]
+
+
+#: aten ops that are pure metadata and are not reported as nodes at all (they are not
+#: operations of the model: device queries, shape reads, autograd detaches of parameters).
+SILENT = {"device", "detach", "alias", "lift_fresh", "sym_size", "sym_numel", "sym_stride",
+          "sym_storage_offset", "is_same_size", "_local_scalar_dense", "_assert_async",
+          "_assert_scalar", "_functional_assert_async", "sym_constrain_range",
+          "sym_constrain_range_for_size", "_assert_tensor_metadata", "set_", "resize_",
+          "empty", "empty_strided", "empty_like", "_has_compatible_shallow_copy_type",
+          "is_nonzero", "record_stream", "_version", "_make_dep_token", "profiler"}
+
+
+# --------------------------------------------------------------------------------------
+# Tracing
+# --------------------------------------------------------------------------------------
+
+RNN_MODULES = (nn.LSTM, nn.GRU, nn.RNN)
+WEIGHT_VIEWS = {"t", "transpose", "permute", "view", "reshape", "_unsafe_view", "_to_copy", "to",
+                "dequantize", "clone", "contiguous", "expand", "unsqueeze", "squeeze", "detach",
+                "alias", "select", "slice", "split", "split_with_sizes", "chunk", "unbind",
+                "narrow", "as_strided", "unsafe_split", "unsafe_chunk", "numpy_T", "mT", "flatten",
+                "_reshape_alias", "repeat_interleave", "index_select", "unflatten"}
+
+
+class Tracer(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.stack: list[tuple] = [("", "", 0, False)]  # (path, type, call id, leaf)
+        self.calls = 0
+        self.records: list[tuple] = []
+        self.weights: set[int] = set()
+        self._keep: list = []          # keep traced tensors alive so ids stay unique
+        self.suppress = 0              # > 0 inside a module lowered whole (RNNs)
+
+    def mark_weight(self, t):
+        self.weights.add(id(t))
+        self._keep.append(t)
+
+    def is_weight(self, t) -> bool:
+        return isinstance(t, torch.Tensor) and id(t) in self.weights
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
+        if self.suppress:
+            return out
+        # reshaping, transposing, slicing or casting a weight yields a weight; such
+        # preprocessing of parameters is folded at load time and is not a model operation
+        first = args[0] if args else None
+        if self.is_weight(first) and (name in WEIGHT_VIEWS or OPS.is_view(name)):
+            for t in (out if isinstance(out, (list, tuple)) else [out]):
+                if isinstance(t, torch.Tensor):
+                    self.mark_weight(t)
+            return out
+        if name in SILENT or func.namespace == "prim":
+            return out
+        self.records.append((name, str(func), args, kwargs, out, self.stack[-1]))
+        self._keep.append(out)
+        return out
+
+
+def _fake_like(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
+    fake = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="cpu")
+    if requires_grad and (fake.is_floating_point() or fake.is_complex()):
+        fake.requires_grad_(True)
+    return fake
+
+
+def _resolve_shapes(input_shape, batch):
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, torch.Size) or (isinstance(input_shape, (tuple, list)) and
+                                                all(isinstance(d, int) for d in input_shape)):
+        shapes = [tuple(input_shape)]
+    elif isinstance(input_shape, (tuple, list)) and all(isinstance(s, (tuple, list, torch.Size))
+                                                         for s in input_shape):
+        shapes = [tuple(s) for s in input_shape]
+    else:
+        raise InputError(f"input_shape {input_shape!r}: give a tuple of ints for one input, or "
+                         "a sequence of tuples for several")
+    for s in shapes:
+        if not all(isinstance(d, int) and d > 0 for d in s):
+            raise InputError(f"input shape {s}: every dimension must be a positive integer")
+    if batch is not None:
+        shapes = [(int(batch),) + tuple(s[1:]) if s else s for s in shapes]
+    return shapes
+
+
+def _wants_integer_input(model) -> bool:
+    """Token models: the first module with parameters is an embedding."""
+    for module in model.modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            return True
+        if any(True for _ in module.parameters(recurse=False)):
+            return False
+    return False
+
+
+def _dtype(spec):
+    if spec is None or isinstance(spec, torch.dtype):
+        return spec
+    try:
+        value = getattr(torch, str(spec).replace("torch.", ""))
+    except AttributeError:
+        value = None
+    if not isinstance(value, torch.dtype):
+        raise InputError(f"dtype {spec!r} is not a torch dtype (e.g. float32, int64)")
+    return value
+
+
+def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **forward_kwargs):
+    """(nodes, info). Runs the forward on fake tensors only."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"fodlam.profile needs a torch.nn.Module, got {type(model).__name__}")
+    shapes = _resolve_shapes(input_shape, batch)
+    if shapes is None and inputs is None:
+        raise InputError("give input_shape (e.g. (1, 3, 224, 224)) or example inputs=")
+    dtype = _dtype(dtype)
+
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
+    tracer = Tracer()
+    flags = {m: m.training for m in model.modules()}
+    hooks = []
+    names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
+
+    def pre(module, _args, _kwargs=None):
+        tracer.calls += 1
+        leaf = next(module.children(), None) is None
+        tracer.stack.append((names.get(module, "?"), type(module).__name__, tracer.calls, leaf))
+        if isinstance(module, RNN_MODULES):
+            if tracer.suppress == 0:
+                _record_rnn(tracer, module, _args, _kwargs)
+            tracer.suppress += 1
+
+    def post(module, _args, _out):
+        if isinstance(module, RNN_MODULES):
+            tracer.suppress -= 1
+        tracer.stack.pop()
+
+    try:
+        model.eval()
+        for m in model.modules():
+            hooks.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+            hooks.append(m.register_forward_hook(post, always_call=True))
+        with fake_mode:
+            state = {}
+            for name, p in model.named_parameters(remove_duplicate=False):
+                state[name] = _fake_like(p, requires_grad=True)
+                tracer.mark_weight(state[name])
+            for name, b in model.named_buffers(remove_duplicate=False):
+                state[name] = _fake_like(b)
+                tracer.mark_weight(state[name])
+            args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)
+        try:
+            with fake_mode, tracer:
+                torch.func.functional_call(model, state, args, kwargs, strict=False)
+        except Exception as e:  # noqa: BLE001 - report any failure of the user's forward
+            if shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
+                return trace(model, input_shape, batch=batch,
+                             dtype=torch.float32 if _wants_integer_input(model) else torch.int64,
+                             inputs=None, **forward_kwargs)
+            msg = " ".join(str(e).split())[:300]
+            raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
+                             f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
+                             "input_shape/dtype, or pass example inputs=") from None
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, flag in flags.items():
+            m.training = flag
+    nodes = lower_records(tracer)
+    info = {"name": type(model).__name__, "format": "torch",
+            "inputs": [list(s) for s in shapes] if shapes else "inputs="}
+    first = shapes[0] if shapes else None
+    resolved_batch = batch if batch is not None else (first[0] if first else 1)
+    return nodes, info, resolved_batch
+
+
+def _looks_like_dtype_error(e) -> bool:
+    text = str(e)
+    return any(s in text for s in ("scalar type", "Long, Int", "expected scalar type",
+                                   "indices", "Expected tensor for argument"))
+
+
+def _make_inputs(model, shapes, dtype, inputs, forward_kwargs):
+    def fake(t):
+        if isinstance(t, torch.Tensor):
+            return _fake_like(t)
+        if isinstance(t, (list, tuple)):
+            return type(t)(fake(x) for x in t)
+        if isinstance(t, dict):
+            return {k: fake(v) for k, v in t.items()}
+        return t
+
+    kwargs = {k: fake(v) for k, v in forward_kwargs.items()}
+    if inputs is not None:
+        if isinstance(inputs, dict):
+            kwargs.update(fake(inputs))
+            return (), kwargs
+        if isinstance(inputs, torch.Tensor):
+            return (fake(inputs),), kwargs
+        return tuple(fake(x) for x in inputs), kwargs
+    if dtype is None:
+        dtype = torch.int64 if _wants_integer_input(model) else torch.float32
+    if dtype.is_floating_point or dtype.is_complex:
+        return tuple(torch.empty(s, dtype=dtype) for s in shapes), kwargs
+    return tuple(torch.zeros(s, dtype=dtype) for s in shapes), kwargs
+
+
+def _record_rnn(tracer: Tracer, module, args, kwargs):
+    x = args[0] if args else (kwargs or {}).get("input")
+    if hasattr(x, "data") and type(x).__name__ == "PackedSequence":
+        raise ModelError("PackedSequence inputs are not supported; profile with a padded tensor")
+    if not isinstance(x, torch.Tensor):
+        return
+    shape = _shape(x)
+    if len(shape) == 2:  # unbatched (seq, features)
+        seq, batch = shape[0], 1
+    elif module.batch_first:
+        batch, seq = shape[0], shape[1]
+    else:
+        seq, batch = shape[0], shape[1]
+    cell = {nn.LSTM: "lstm", nn.GRU: "gru"}.get(type(module), None)
+    if cell is None:
+        cell = next((k for k, v in (("lstm", nn.LSTM), ("gru", nn.GRU)) if isinstance(module, v)), "rnn")
+    dirs = 2 if module.bidirectional else 1
+    proj = getattr(module, "proj_size", 0) or 0
+    out_per_dir = proj or module.hidden_size
+    layers = []
+    for i in range(module.num_layers):
+        inp = module.input_size if i == 0 else out_per_dir * dirs
+        layers.append(L.recurrent(cell, seq, batch, inp, module.hidden_size, dirs, proj))
+    tracer.records.append(("__rnn__", f"nn.{type(module).__name__}", layers, {}, None,
+                           tracer.stack[-1]))
+
+
+def lower_records(tracer: Tracer) -> list[Node]:
+    nodes = []
+    counts: dict[str, int] = {}
+    named_calls: set[int] = set()
+    for name, qualified, args, kwargs, out, (path, mtype, call_id, leaf) in tracer.records:
+        if name == "__rnn__" or (leaf and path and call_id not in named_calls):
+            base = path or qualified
+            named_calls.add(call_id)
+        else:
+            base = f"{path}/{name}" if path else name
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        node_name = base if n == 0 else f"{base}#{n}"
+        origin = {"module": path, "module_type": mtype, "aten": qualified}
+        if name == "__rnn__":
+            nodes.append(Node(node_name, qualified, tuple(args), origin))
+            continue
+        fn = ATEN.get(name)
+        call = Call(name, args, kwargs, out, tracer, qualified)
+        try:
+            if fn is not None:
+                layers = fn(call)
+            elif OPS.known(name) or name in _REDUCTIONS:
+                layers = _generic(call)
+            else:
+                nodes.append(Node(node_name, qualified, (), origin, modeled=False))
+                continue
+        except LayerError as e:
+            raise ModelError(f"{node_name} ({qualified}): {e}") from None
+        nodes.append(Node(node_name, qualified, tuple(layers), origin))
+    return nodes
+
+
+# --------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------
+
+def profile_module(model, input_shape=None, *, accelerator=None, batch=None, dtype=None,
+                   inputs=None, strict=False, **forward_kwargs):
+    from fodlam.api import cost_model_for
+    from fodlam.profile import build_profile
+
+    nodes, info, resolved_batch = trace(model, input_shape, batch=batch, dtype=dtype,
+                                        inputs=inputs, **forward_kwargs)
+    profile = build_profile(nodes, cost_model_for(accelerator), model=info, batch=resolved_batch)
+    if strict:
+        profile.check_modeled()
+    return profile
+
+
+def load_factory(spec: str):
+    """``package.module:factory`` or ``path/to/file.py:factory`` -> the callable.
+
+    Importing user code runs it: only point this at code you trust (as with any import).
+    """
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise InputError(f"'{spec}': expected PACKAGE.MODULE:FACTORY or path/to/file.py:FACTORY")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise InputError(f"'{module_name}' not found")
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules.setdefault(path.stem, module)
+            mod_spec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_name)
+    except InputError:
+        raise
+    except ImportError as e:
+        raise InputError(f"cannot import '{module_name}': {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code failed at import
+        raise InputError(f"importing '{module_name}' failed: {type(e).__name__}: {e}") from None
+    try:
+        factory = getattr(module, attr)
+    except AttributeError:
+        raise InputError(f"'{module_name}' has no attribute '{attr}'") from None
+    return factory
+
+
+def profile_factory(spec: str, shapes, *, accelerator=None, strict=False, dtype=None):
+    factory = load_factory(spec)
+    try:
+        model = factory() if not isinstance(factory, nn.Module) else factory
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"calling {spec}() failed: {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
+    if not shapes:
+        raise InputError("give at least one --input-shape, e.g. --input-shape 1,3,224,224")
+    prof = profile_module(model, shapes if len(shapes) > 1 else shapes[0], accelerator=accelerator,
+                          strict=strict, dtype=dtype)
+    prof.model["name"] = spec
+    prof.model["source"] = spec
+    return prof
