@@ -17,7 +17,7 @@ Counting conventions (documented in the README):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Iterable, Sequence
 
 from .errors import LayerError
@@ -85,7 +85,9 @@ class Layer:
     def to_dict(self) -> dict:
         """Shape parameters plus the derived counts, JSON-ready."""
         out = {"kind": self.kind, "type": type(self).__name__}
-        for key, value in asdict(self).items():
+        for f in fields(self):
+            value = getattr(self, f.name)
+            key = f.name
             if value is None:
                 continue
             out[key] = list(value) if isinstance(value, tuple) else value

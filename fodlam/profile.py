@@ -203,7 +203,22 @@ class Profile:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
+        """The profile as JSON text. With ``indent`` (default) every top-level field is on
+        its own line and every node on one line: readable, diff-able and fast to write.
+        ``indent=None`` gives one compact line."""
+        data = self.to_dict()
+        if indent is None:
+            return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        pad = " " * indent
+        parts = []
+        for key, value in data.items():
+            if key == "nodes" and value:
+                body = (",\n" + pad * 2).join(json.dumps(n, allow_nan=False) for n in value)
+                parts.append(f'{pad}"nodes": [\n{pad * 2}{body}\n{pad}]')
+            else:
+                text = json.dumps(value, indent=indent, allow_nan=False).replace("\n", "\n" + pad)
+                parts.append(f"{pad}{json.dumps(key)}: {text}")
+        return "{\n" + ",\n".join(parts) + "\n}\n"
 
     CSV_COLUMNS = ("name", "op", "kind", "module", "macs", "ops", "energy_j", "latency_s",
                    "modeled", "method", "how")
