@@ -33,9 +33,16 @@ class Accelerator:
                        name=f"{self.name}@{node_nm:g}nm")
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description,
-                "cost_model": self.cost_model, "process_nm": self.process_nm,
-                "technology_scaling": self.technology_scaling, "sources": dict(self.sources)}
+        out = {"name": self.name, "description": self.description,
+               "cost_model": self.cost_model, "process_nm": self.process_nm,
+               "technology_scaling": self.technology_scaling, "sources": dict(self.sources)}
+        roof = self.params.get("roofline", {})
+        for key in ("bytes_per_element", "peak_macs_per_s", "dram_bytes_per_s"):
+            if key in roof:
+                out[key] = roof[key]
+        if self.path:
+            out["path"] = self.path
+        return out
 
 
 def _accelerators_dir() -> Path:

@@ -211,6 +211,98 @@ def cmd_torch(args) -> int:
     return check_budget_flags(profile, args)
 
 
+# ---- fodlam check ------------------------------------------------------------------------
+
+def cmd_check(args) -> int:
+    from . import checks
+
+    path = checks.find_config(args.config)
+    specs, _ = checks.load_config(path)
+    if args.model:
+        wanted = set(args.model)
+        missing = wanted - {s.name for s in specs}
+        if missing:
+            raise InputError(f"no model named {', '.join(sorted(missing))} in {path}")
+        specs = [s for s in specs if s.name in wanted]
+    baseline = checks.load_baseline(args.baseline) if args.baseline else None
+    max_reg = checks.parse_percent(args.max_regression) if args.max_regression else None
+    if max_reg is not None and baseline is None:
+        raise InputError("--max-regression needs --baseline OLD.json (a saved 'fodlam check --json')")
+    results = checks.run_checks(specs, baseline, max_reg)
+    if args.json:
+        _emit(checks.to_json(results), args.output)
+    else:
+        _emit("\n".join(checks.table_lines(results)), args.output)
+    if args.junit:
+        try:
+            with open(args.junit, "w", encoding="utf-8") as f:
+                f.write(checks.junit_xml(results))
+        except OSError as e:
+            raise InputError(f"cannot write {args.junit}: {e.strerror or e}") from None
+    checks.write_github_summary(results)
+    if any(c.error for c in results):
+        for c in results:
+            if c.error:
+                print(f"fodlam: error: {c.spec.name}: {c.error}", file=sys.stderr)
+        return 2
+    if not all(c.ok for c in results):
+        if args.json:  # the table already said it otherwise
+            for c in results:
+                if not c.ok:
+                    for line in checks.table_lines([c])[2:]:
+                        print(line, file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- fodlam report -----------------------------------------------------------------------
+
+def profile_target(target: str, input_shapes, dims=None, accelerator=None):
+    """An ONNX path, or a PyTorch PACKAGE.MODULE:FACTORY with --input-shape."""
+    from pathlib import Path
+
+    if target.endswith(".onnx") or (Path(target).is_file() and ":" not in target):
+        from .api import profile_onnx
+        return profile_onnx(target, accelerator=accelerator, dims=dims)
+    if ":" in target:
+        from fodlam.importers.torch import profile_factory
+        shapes = [parse_shape(s, "--input-shape") for s in input_shapes]
+        return profile_factory(target, shapes, accelerator=accelerator)
+    if target.endswith(".json"):
+        from .api import run_config
+        return run_config(target, accelerator=accelerator)
+    raise InputError(f"'{target}' is neither an .onnx file, a 2017 config .json, nor a "
+                     "PACKAGE.MODULE:FACTORY")
+
+
+def cmd_report(args) -> int:
+    if not args.html and not args.png:
+        raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
+    dims = {k: int(v) for k, v in parse_assignments(args.dim, "VALUE", "--dim").items()}
+    profile = profile_target(args.model, args.input_shape, dims, args.accelerator)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("reports need matplotlib: pip install 'fodlam[report]'") from None
+    if args.html:
+        from .report import html
+        try:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(html.render(profile, args.top))
+        except OSError as e:
+            raise InputError(f"cannot write {args.html}: {e.strerror or e}") from None
+    if args.png:
+        from .report import plots
+        try:
+            with open(args.png, "wb") as f:
+                f.write(plots.png_bytes(plots.figure_summary(profile, args.top)))
+        except OSError as e:
+            raise InputError(f"cannot write {args.png}: {e.strerror or e}") from None
+    print(f"fodlam: report of {profile.model.get('name')}: "
+          + ", ".join(p for p in (args.html, args.png) if p), file=sys.stderr)
+    return 0
+
+
 # ---- entry points ------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +340,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_flags(p)
     add_budget_flags(p)
     p.set_defaults(func=cmd_torch)
+
+    p = sub.add_parser("check", help="check models against the energy/latency budgets of "
+                                      "fodlam.toml or [tool.fodlam] in pyproject.toml")
+    p.add_argument("--config", metavar="FILE", help="budget file (default: ./fodlam.toml, then ./pyproject.toml)")
+    p.add_argument("--model", action="append", metavar="NAME", help="check only this model (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable result (save it as a baseline)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the table/JSON to FILE")
+    p.add_argument("--baseline", metavar="OLD.json", help="compare with a saved 'fodlam check --json'")
+    p.add_argument("--max-regression", metavar="PCT", help="fail if energy or latency rose more than PCT (e.g. 5%%) over the baseline")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one test case per model)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("report", help="HTML page and/or PNG charts of a model's costs")
+    p.add_argument("model", help="MODEL.onnx, PACKAGE.MODULE:FACTORY (with --input-shape), or a 2017 config .json")
+    p.add_argument("--html", metavar="OUT.html")
+    p.add_argument("--png", metavar="OUT.png")
+    p.add_argument("--input-shape", action="append", default=[], metavar="D0,D1,...")
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--top", type=int, default=25, metavar="K", help="layers in the bar charts")
+    p.add_argument("--accelerator", metavar="NAME|FILE.toml")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("profiles", help="list the bundled accelerator profiles")
     p.set_defaults(func=cmd_profiles)

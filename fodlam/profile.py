@@ -18,6 +18,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ._version import __version__
 from .errors import UnmodeledError
@@ -248,6 +249,25 @@ class Profile:
             "modeled", "method"])
 
     # ---- display ------------------------------------------------------------------------
+    def plot(self, top: int = 25, ax=None):
+        """Per-layer energy and latency bars (matplotlib). Returns the Figure."""
+        from .report import plots
+
+        if ax is not None:
+            plots.draw_layer_bars(ax[0], ax[1], self, top)
+            return ax[0].figure
+        import matplotlib.pyplot as plt
+
+        n = min(top, len(self.nodes))
+        fig, (ax_e, ax_t) = plt.subplots(1, 2, sharey=True, figsize=(10, max(3.0, 0.22 * n + 1.2)),
+                                         layout="constrained")
+        plots.draw_layer_bars(ax_e, ax_t, self, top)
+        return fig
+
+    def save_html(self, path, top: int = 25) -> None:
+        from .report import html
+        Path(path).write_text(html.render(self, top), encoding="utf-8")
+
     def summary_lines(self, top: int = 10) -> list[str]:
         from .report.table import render_table
 

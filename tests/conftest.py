@@ -8,6 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "reference" / "published"
 EXAMPLES = ROOT / "examples"
+if str(ROOT) not in sys.path:  # tests import the model zoo as examples.zoo
+    sys.path.insert(0, str(ROOT))
 
 
 def run_cli(*args, stdin=None, cwd=None, script="fodlam", env=None):

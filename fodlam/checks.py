@@ -1,0 +1,440 @@
+"""``fodlam check``: budget files, baselines, JUnit XML and GitHub step summaries.
+
+A budget file is ``fodlam.toml`` or the ``[tool.fodlam]`` table of ``pyproject.toml``::
+
+    [tool.fodlam]
+    accelerator = "eyeriss-eie-65nm"          # default for every model (optional)
+
+    [[tool.fodlam.models]]
+    name = "classifier"
+    onnx = "models/classifier.onnx"          # relative to the budget file
+    dims = { batch = 1 }                     # optional: --dim / --input-shape / --batch
+    max_energy = "5 mJ"
+    max_latency = "12 ms"
+
+    [[tool.fodlam.models]]
+    name = "tiny-cnn"
+    torch = "mypkg.models:tiny_cnn"          # module:factory (or path/to/file.py:factory)
+    input_shape = [1, 3, 64, 64]             # or input_shapes = [[...], [...]]
+    max_energy = "1 mJ"
+
+In ``fodlam.toml`` the same keys may also stand at the top level (``[[models]]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from .budget import Budget, BudgetResult, check_profile
+from .errors import ConfigError, FodlamError, InputError
+from .units import format_si
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CHECK_SCHEMA = "fodlam-check"
+CHECK_SCHEMA_VERSION = 1
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    onnx: Path | None = None
+    torch: str | None = None
+    input_shapes: list = field(default_factory=list)     # torch: list of shapes
+    onnx_shapes: dict = field(default_factory=dict)      # onnx: name -> shape
+    dims: dict = field(default_factory=dict)
+    batch: int | None = None
+    accelerator: str | None = None
+    budget: Budget = field(default_factory=Budget)
+    base_dir: Path = Path(".")
+
+    @property
+    def source(self) -> str:
+        return str(self.onnx) if self.onnx else f"{self.torch}"
+
+
+def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise InputError(f"budget file {explicit} not found")
+        return p
+    here = start or Path.cwd()
+    for candidate in (here / "fodlam.toml", here / "pyproject.toml"):
+        if candidate.is_file():
+            if candidate.name == "pyproject.toml":
+                try:
+                    data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                    raise ConfigError(f"{candidate} is not valid TOML: {e}") from None
+                if "fodlam" not in data.get("tool", {}):
+                    continue
+            return candidate
+    raise InputError("no budget file: create fodlam.toml or a [tool.fodlam] table in "
+                     "pyproject.toml (see the README), or pass --config FILE")
+
+
+def _shape(value, where: str) -> tuple:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
+        raise ConfigError(f"{where}: a shape is a list of positive integers, e.g. [1, 3, 224, 224]")
+    return tuple(value)
+
+
+def load_config(path: Path) -> tuple[list[ModelSpec], dict]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    table = data.get("tool", {}).get("fodlam")
+    if table is None:
+        table = data if path.name != "pyproject.toml" else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} has no [tool.fodlam] table")
+    models = table.get("models")
+    if not isinstance(models, list) or not models:
+        raise ConfigError(f"{path}: list the models to check as [[tool.fodlam.models]] (or "
+                          "[[models]] in fodlam.toml), each with onnx= or torch=")
+    default_acc = table.get("accelerator")
+    base = path.resolve().parent
+    specs, names = [], set()
+    for i, entry in enumerate(models):
+        where = f"{path.name}: models[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        kinds = [k for k in ("onnx", "torch") if k in entry]
+        if len(kinds) != 1:
+            raise ConfigError(f"{where}: give exactly one of onnx = \"file.onnx\" or "
+                              "torch = \"module:factory\"")
+        name = str(entry.get("name") or entry[kinds[0]])
+        if name in names:
+            raise ConfigError(f"{where}: model name '{name}' is used twice")
+        names.add(name)
+        known = {"name", "onnx", "torch", "input_shape", "input_shapes", "dims", "batch",
+                 "accelerator", "max_energy", "max_latency"}
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(sorted(known))}")
+        try:
+            budget = Budget.from_strings(entry.get("max_energy"), entry.get("max_latency"))
+        except FodlamError as e:
+            raise ConfigError(f"{where} ({name}): {e}") from None
+        if budget.empty:
+            raise ConfigError(f"{where} ({name}): set max_energy and/or max_latency")
+        spec = ModelSpec(name=name, budget=budget, base_dir=base,
+                         accelerator=entry.get("accelerator", default_acc))
+        if "onnx" in entry:
+            spec.onnx = (base / str(entry["onnx"])).resolve()
+            shapes = entry.get("input_shapes", {})
+            if not isinstance(shapes, dict):
+                raise ConfigError(f"{where}: for an ONNX model input_shapes is a table "
+                                  "{ input_name = [1, 3, 224, 224] }")
+            spec.onnx_shapes = {k: _shape(v, f"{where} input_shapes.{k}") for k, v in shapes.items()}
+            dims = entry.get("dims", {})
+            if not isinstance(dims, dict) or not all(isinstance(v, int) and v > 0 for v in dims.values()):
+                raise ConfigError(f"{where}: dims is a table of positive integers, e.g. "
+                                  "{ batch = 1, seq = 128 }")
+            spec.dims = dict(dims)
+        else:
+            spec.torch = str(entry["torch"])
+            if "input_shape" in entry:
+                spec.input_shapes = [_shape(entry["input_shape"], f"{where} input_shape")]
+            elif "input_shapes" in entry:
+                raw = entry["input_shapes"]
+                if not isinstance(raw, list):
+                    raise ConfigError(f"{where}: input_shapes is a list of shapes")
+                spec.input_shapes = [_shape(s, f"{where} input_shapes") for s in raw]
+            else:
+                raise ConfigError(f"{where} ({name}): a torch model needs input_shape = [...]")
+        if "batch" in entry:
+            if not isinstance(entry["batch"], int) or entry["batch"] <= 0:
+                raise ConfigError(f"{where}: batch must be a positive integer")
+            spec.batch = entry["batch"]
+        specs.append(spec)
+    return specs, table
+
+
+def profile_spec(spec: ModelSpec):
+    from .api import profile_onnx
+
+    if spec.onnx is not None:
+        return profile_onnx(spec.onnx, accelerator=_acc(spec), input_shapes=spec.onnx_shapes,
+                            dims=spec.dims, batch=spec.batch)
+    from fodlam.importers.torch import profile_factory
+
+    if str(spec.base_dir) not in sys.path:
+        sys.path.insert(0, str(spec.base_dir))
+    spec_str = spec.torch
+    module, _, attr = spec_str.rpartition(":")
+    if module.endswith(".py") and not Path(module).is_absolute():
+        spec_str = f"{spec.base_dir / module}:{attr}"
+    shapes = spec.input_shapes
+    if spec.batch:
+        shapes = [(spec.batch,) + tuple(s[1:]) for s in shapes]
+    return profile_factory(spec_str, shapes, accelerator=_acc(spec))
+
+
+def _acc(spec: ModelSpec):
+    if spec.accelerator and str(spec.accelerator).endswith(".toml"):
+        return str((spec.base_dir / spec.accelerator).resolve())
+    return spec.accelerator
+
+
+# ---- running the checks -----------------------------------------------------------------
+
+@dataclass
+class ModelCheck:
+    spec: ModelSpec
+    result: BudgetResult | None
+    profile: object | None
+    error: str | None = None
+    seconds: float = 0.0
+    baseline: dict | None = None
+    regressions: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.result is not None and self.result.ok and not self.regressions
+
+    def nodes_summary(self) -> dict:
+        return {n.name: {"energy_j": n.energy_j, "latency_s": n.latency_s}
+                for n in self.profile.nodes} if self.profile else {}
+
+    def to_dict(self) -> dict:
+        out = {"name": self.spec.name, "source": self.spec.source, "ok": self.ok,
+               "seconds": round(self.seconds, 3)}
+        if self.error:
+            out["error"] = self.error
+            return out
+        r = self.result
+        out.update(energy_j=r.energy_j, latency_s=r.latency_s,
+                   max_energy_j=r.budget.max_energy_j, max_latency_s=r.budget.max_latency_s,
+                   macs=self.profile.total_macs,
+                   accelerator=self.profile.accelerator.get("name"),
+                   breaches=[{"metric": b.metric, "estimate": b.estimate, "limit": b.limit,
+                              "overshoot": b.overshoot} for b in r.breaches],
+                   top=[{"name": n, "energy_j": e, "latency_s": t} for n, e, t in r.top],
+                   nodes=self.nodes_summary())
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+            out["regressions"] = self.regressions
+        return out
+
+
+def _progress(done: int, n: int, name: str) -> None:
+    """Before model ``done + 1`` of ``n`` (``name``); ``done == n`` closes the bar."""
+    if n < 2:
+        return
+    stream = sys.stderr
+    if stream.isatty():
+        width = 24
+        filled = int(width * done / n)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{n} {name[:40]:40s}")
+        if done == n:
+            stream.write("\n")
+        stream.flush()
+    elif done < n:
+        stream.write(f"fodlam: [{done + 1}/{n}] {name}\n")
+
+
+def run_checks(specs: list[ModelSpec], baseline: dict | None = None,
+               max_regression: float | None = None) -> list[ModelCheck]:
+    checks = []
+    base_models = {m["name"]: m for m in (baseline or {}).get("models", [])}
+    for i, spec in enumerate(specs):
+        _progress(i, len(specs), spec.name)
+        t = time.perf_counter()
+        try:
+            prof = profile_spec(spec)
+            result = check_profile(prof, spec.budget)
+            check = ModelCheck(spec, result, prof)
+        except FodlamError as e:
+            check = ModelCheck(spec, None, None, error=str(e))
+        check.seconds = time.perf_counter() - t
+        if baseline is not None and check.error is None:
+            _compare(check, base_models.get(spec.name), max_regression)
+        checks.append(check)
+    _progress(len(specs), len(specs), "done")
+    return checks
+
+
+def _compare(check: ModelCheck, old: dict | None, max_regression: float | None) -> None:
+    if not old or "energy_j" not in old:
+        check.baseline = {"missing": True}
+        return
+    r = check.result
+    delta = {}
+    for metric, now in (("energy_j", r.energy_j), ("latency_s", r.latency_s)):
+        before = old[metric]
+        rel = (now - before) / before if before else (0.0 if now == before else float("inf"))
+        delta[metric] = {"before": before, "after": now, "change": now - before, "relative": rel}
+        if max_regression is not None and rel > max_regression:
+            check.regressions.append({"metric": metric.split("_")[0], "relative": rel,
+                                      "limit": max_regression})
+    old_nodes = old.get("nodes", {})
+    new_nodes = check.nodes_summary()
+    changes = []
+    for name in set(old_nodes) | set(new_nodes):
+        a = old_nodes.get(name, {}).get("energy_j", 0.0)
+        b = new_nodes.get(name, {}).get("energy_j", 0.0)
+        if a != b:
+            changes.append({"name": name, "before_j": a, "after_j": b, "change_j": b - a})
+    changes.sort(key=lambda c: (-abs(c["change_j"]), c["name"]))
+    delta["layers_changed_most"] = changes[:5]
+    check.baseline = delta
+
+
+# ---- reporting --------------------------------------------------------------------------
+
+def _headroom(value: float, limit: float | None) -> str:
+    if limit is None:
+        return "-"
+    if limit == 0:
+        return "0%"
+    return f"{100 * (limit - value) / limit:+.1f}%"
+
+
+def table_lines(checks: list[ModelCheck]) -> list[str]:
+    from .report.table import render_table
+
+    rows = []
+    for c in checks:
+        if c.error:
+            rows.append([c.spec.name, "-", "-", "-", "-", "-", "-", "ERROR"])
+            continue
+        r = c.result
+        status = "ok" if c.ok else ("REGRESSION" if r.ok else "OVER BUDGET")
+        rows.append([c.spec.name,
+                     format_si(r.energy_j, "J"),
+                     format_si(r.budget.max_energy_j, "J") if r.budget.max_energy_j is not None else "-",
+                     _headroom(r.energy_j, r.budget.max_energy_j),
+                     format_si(r.latency_s, "s"),
+                     format_si(r.budget.max_latency_s, "s") if r.budget.max_latency_s is not None else "-",
+                     _headroom(r.latency_s, r.budget.max_latency_s), status])
+    lines = render_table(["model", "energy", "budget", "headroom", "latency", "budget",
+                          "headroom", "status"], rows)
+    for c in checks:
+        if c.error:
+            lines.append(f"fodlam: {c.spec.name}: error: {c.error}")
+        elif c.result.breaches:
+            lines += [m.replace(f"for {c.result.model}", f"for {c.spec.name}")
+                      for m in c.result.messages()]
+        if c.baseline and not c.baseline.get("missing"):
+            e = c.baseline["energy_j"]
+            t = c.baseline["latency_s"]
+            lines.append(f"{c.spec.name}: vs baseline energy {100 * e['relative']:+.2f}% "
+                         f"({format_si(e['change'], 'J')}), latency {100 * t['relative']:+.2f}% "
+                         f"({format_si(t['change'], 's')})")
+            for ch in c.baseline["layers_changed_most"][:3]:
+                lines.append(f"    {ch['name']}: {format_si(ch['before_j'], 'J')} -> "
+                             f"{format_si(ch['after_j'], 'J')}")
+            for reg in c.regressions:
+                lines.append(f"fodlam: regression for {c.spec.name}: {reg['metric']} rose "
+                             f"{100 * reg['relative']:.2f}%, more than the allowed "
+                             f"{100 * reg['limit']:.2f}%")
+        elif c.baseline and c.baseline.get("missing"):
+            lines.append(f"{c.spec.name}: not in the baseline (new model)")
+    return lines
+
+
+def to_json(checks: list[ModelCheck]) -> str:
+    return json.dumps({"schema": CHECK_SCHEMA, "schema_version": CHECK_SCHEMA_VERSION,
+                       "ok": all(c.ok for c in checks),
+                       "models": [c.to_dict() for c in checks]}, indent=2, allow_nan=False)
+
+
+def markdown_summary(checks: list[ModelCheck]) -> str:
+    lines = ["### FODLAM energy / latency budgets", "",
+             "| model | energy | budget | latency | budget | status |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for c in checks:
+        if c.error:
+            lines.append(f"| {c.spec.name} | - | - | - | - | :x: error: {c.error} |")
+            continue
+        r = c.result
+        status = ":white_check_mark: ok" if c.ok else ":x: " + ", ".join(
+            [b.metric + " over budget" for b in r.breaches] +
+            [reg["metric"] + " regression" for reg in c.regressions])
+        eb = format_si(r.budget.max_energy_j, "J") if r.budget.max_energy_j is not None else "-"
+        tb = format_si(r.budget.max_latency_s, "s") if r.budget.max_latency_s is not None else "-"
+        lines.append(f"| {c.spec.name} | {format_si(r.energy_j, 'J')} | {eb} | "
+                     f"{format_si(r.latency_s, 's')} | {tb} | {status} |")
+    return "\n".join(lines) + "\n"
+
+
+def junit_xml(checks: list[ModelCheck]) -> str:
+    failures = sum(1 for c in checks if not c.ok and not c.error)
+    errors = sum(1 for c in checks if c.error)
+    total = sum(c.seconds for c in checks)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="fodlam" tests="{len(checks)}" failures="{failures}" '
+           f'errors="{errors}" time="{total:.3f}">',
+           f'  <testsuite name="fodlam.budgets" tests="{len(checks)}" failures="{failures}" '
+           f'errors="{errors}" time="{total:.3f}">']
+    for c in checks:
+        head = (f'    <testcase classname="fodlam.budgets" name={quoteattr(c.spec.name)} '
+                f'time="{c.seconds:.3f}"')
+        if c.error:
+            out.append(head + ">")
+            out.append(f'      <error message={quoteattr(c.error)}/>')
+            out.append("    </testcase>")
+        elif not c.ok:
+            msg = "; ".join([b.describe() for b in c.result.breaches] +
+                            [f"{r['metric']} regression {100 * r['relative']:.2f}%" for r in c.regressions])
+            out.append(head + ">")
+            out.append(f"      <failure message={quoteattr(msg)}>{escape(chr(10).join(table_lines([c])))}</failure>")
+            out.append("    </testcase>")
+        else:
+            out.append(head + "/>")
+    out += ["  </testsuite>", "</testsuites>"]
+    return "\n".join(out) + "\n"
+
+
+def write_github_summary(checks: list[ModelCheck]) -> None:
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(markdown_summary(checks))
+    except OSError as e:
+        print(f"fodlam: warning: cannot write GITHUB_STEP_SUMMARY ({e})", file=sys.stderr)
+
+
+def parse_percent(text: str) -> float:
+    t = str(text).strip()
+    try:
+        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise InputError(f"--max-regression {text!r}: give a percentage such as 5% (or 0.05)") from None
+    if value < 0:
+        raise InputError(f"--max-regression {text!r} must not be negative")
+    return value
+
+
+def load_baseline(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"baseline {path} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read baseline {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"baseline {path} is not valid JSON: {e.msg} at line {e.lineno} "
+                         f"column {e.colno}") from None
+    if not isinstance(data, dict) or data.get("schema") != CHECK_SCHEMA or not isinstance(
+            data.get("models"), list):
+        raise InputError(f"baseline {path} is not a saved 'fodlam check --json' result")
+    return data
