@@ -17,7 +17,8 @@ def run_config(config, *, accelerator=None, compat: bool = False):
     from .profile import build_profile
 
     cfg = config if isinstance(config, Config2017) else load_config(str(config))
-    model = cost_model_for(accelerator, compat=compat)
+    # 2017 configurations are costed by the 2017 model (lookups of the published layers)
+    model = cost_model_for(accelerator, compat=compat, cost_model="fodlam-2017")
     warnings = [f"layer {d} listed more than once: costed once (as the 2017 tool did)"
                 for d in cfg.duplicates]
     info = {"name": cfg.name, "format": "fodlam-2017-config", "source": cfg.source}
@@ -29,18 +30,31 @@ def run_config(config, *, accelerator=None, compat: bool = False):
 
 
 def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None, inputs=None,
-            strict: bool = False, **forward_kwargs):
-    """Profile a PyTorch module without running its arithmetic. See fodlam.importers.torch."""
+            strict: bool = False, cost_model: str | None = None, node: float | None = None,
+            **forward_kwargs):
+    """Profile a PyTorch module without running its arithmetic. See fodlam.importers.torch.
+
+    ``accelerator``: bundled profile name, TOML path or Accelerator (default eyeriss-eie-65nm);
+    ``cost_model``: override the profile's model ("fodlam-shape", "fodlam-2017");
+    ``node``: rescale the profile to another process node (nm)."""
     from fodlam.importers.torch import profile_module
 
-    return profile_module(model, input_shape, accelerator=accelerator, batch=batch, dtype=dtype,
-                          inputs=inputs, strict=strict, **forward_kwargs)
+    return profile_module(model, input_shape, accelerator=_acc(accelerator, node), batch=batch,
+                          dtype=dtype, inputs=inputs, strict=strict, cost_model=cost_model,
+                          **forward_kwargs)
 
 
 def profile_onnx(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,
-                 strict: bool = False):
+                 strict: bool = False, cost_model: str | None = None, node: float | None = None):
     """Profile an ONNX file. See fodlam.importers.onnx."""
     from fodlam.importers.onnx import profile_file
 
-    return profile_file(path, accelerator=accelerator, input_shapes=input_shapes, dims=dims,
-                        batch=batch, strict=strict)
+    return profile_file(path, accelerator=_acc(accelerator, node), input_shapes=input_shapes,
+                        dims=dims, batch=batch, strict=strict, cost_model=cost_model)
+
+
+def _acc(accelerator, node=None, rule=None):
+    acc = load_accelerator(accelerator)
+    if node is not None or rule is not None:
+        acc = acc.at_node(float(node) if node is not None else acc.process_nm, rule)
+    return acc

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import FodlamError, InputError
@@ -51,6 +52,16 @@ def add_budget_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-latency", metavar="T", help="fail (exit 1) above this latency, e.g. 12ms")
 
 
+def _accelerator_arg(args):
+    """--accelerator with --node / --scaling applied."""
+    from .api import _acc
+
+    node, rule = getattr(args, "node", None), getattr(args, "scaling", None)
+    if node is not None and not (1 <= node <= 1000):
+        raise InputError(f"--node {node}: give a process node in nm, e.g. 28")
+    return _acc(getattr(args, "accelerator", None), node, rule)
+
+
 def check_budget_flags(profile, args) -> int:
     from .budget import Budget, check_profile
 
@@ -75,6 +86,12 @@ def add_output_flags(p: argparse.ArgumentParser, default_format: str | None = No
                    help="accelerator profile (default eyeriss-eie-65nm; see 'fodlam profiles')")
     p.add_argument("--strict", action="store_true",
                    help="error (exit 2) if any node has no cost model")
+    p.add_argument("--cost-model", choices=("fodlam-shape", "fodlam-2017"),
+                   help="override the accelerator profile's cost model")
+    p.add_argument("--node", type=float, metavar="NM",
+                   help="rescale the accelerator profile to another process node (nm)")
+    p.add_argument("--scaling", choices=("dennard", "stillmaker-baas", "stillmaker-baas-lp"),
+                   help="technology scaling rule for --node (default: the profile's)")
 
 
 # ---- fodlam run --------------------------------------------------------------------------
@@ -98,7 +115,7 @@ def cmd_run(args) -> int:
 def diagnose_data(accelerator=None, compat: bool = False) -> dict:
     from .api import cost_model_for
 
-    model = cost_model_for(accelerator, compat=compat)
+    model = cost_model_for(accelerator, compat=compat, cost_model="fodlam-2017")
     return {"cost_model": model.name, "mode": model.mode, "normalisation": model.normalisation,
             "layers": model.per_mac_table(),
             "average": {k: {"energy_j_per_mac": r.energy_j_per_mac,
@@ -190,8 +207,9 @@ def cmd_onnx(args) -> int:
             raise InputError(f"--dim {k}={v}: the value must be positive")
     if args.batch is not None and args.batch <= 0:
         raise InputError(f"--batch {args.batch}: must be a positive integer")
-    profile = profile_onnx(args.model, accelerator=args.accelerator, input_shapes=shapes,
-                           dims=dims, batch=args.batch, strict=args.strict)
+    profile = profile_onnx(args.model, accelerator=_accelerator_arg(args), input_shapes=shapes,
+                           dims=dims, batch=args.batch, strict=args.strict,
+                           cost_model=getattr(args, "cost_model", None))
     if args.annotate:
         from fodlam.importers.onnx import write_annotated
         write_annotated(args.model, profile, args.annotate)
@@ -205,8 +223,9 @@ def cmd_torch(args) -> int:
     from fodlam.importers.torch import profile_factory
 
     shapes = [parse_shape(s, "--input-shape") for s in args.input_shape]
-    profile = profile_factory(args.factory, shapes, accelerator=args.accelerator,
-                              strict=args.strict, dtype=args.dtype)
+    profile = profile_factory(args.factory, shapes, accelerator=_accelerator_arg(args),
+                              strict=args.strict, dtype=args.dtype,
+                              cost_model=getattr(args, "cost_model", None))
     _emit(render(profile, args.format or _default_format(), args.top), args.output)
     return check_budget_flags(profile, args)
 
@@ -303,6 +322,83 @@ def cmd_report(args) -> int:
     return 0
 
 
+# ---- fodlam calibrate ---------------------------------------------------------------------
+
+def cmd_calibrate(args) -> int:
+    from fodlam.calibration import fit as F
+    from .accelerator import load_accelerator
+    from .report.table import render_table
+    from .units import format_si
+
+    base = load_accelerator(args.accelerator)
+    arch = dict(base.params.get("architecture") or {})
+    if not arch:
+        raise InputError(f"base profile {base.name} has no [architecture] table (PE array, clock); "
+                         "start from a profile that has one, e.g. eyeriss-eie-65nm")
+    base_model = base.params.get("shape_model", {})
+    target = base.process_nm
+    if args.data:
+        rows = F.read_csv(args.data, target_nm=target, rule=base.technology_scaling)
+        data_label = f"user data {args.data}"
+    else:
+        rows = F.bundled_rows(target, base.technology_scaling)
+        data_label = ("bundled: eyeriss-jssc2017 Tables V-VI (18 conv), eie-isca2016 Tables III-IV "
+                      "(6 fc), EIE moved to the profile's node")
+    ev = F.evaluate(rows, arch, base_model.get("conv"), base_model.get("fc"))
+    ev["data"] = data_label
+    if args.format == "json":
+        out = {k: v for k, v in ev.items() if k != "fit"}
+        out["coefficients"] = {"conv": ev["fit"].conv, "fc": ev["fit"].fc}
+        _emit(json.dumps(out, indent=2), None)
+    else:
+        lines = [f"calibration data: {data_label} ({len(rows)} layers); base profile {base.name}", ""]
+        for kind, res in ev["loo"].items():
+            lines.append(f"{kind}: measured vs predicted, leave-one-out (each layer predicted by a fit on the others)")
+            lines += render_table(
+                ["network", "layer", "latency", "fodlam-shape", "per-MAC", "energy", "fodlam-shape", "per-MAC"],
+                [[x["network"], x["layer"], format_si(x["latency_s"], "s"),
+                  f"{100 * (x['loo_latency_s'] / x['latency_s'] - 1):+.1f}%",
+                  f"{100 * (x['per_mac_latency_s'] / x['latency_s'] - 1):+.1f}%",
+                  format_si(x["energy_j"], "J"),
+                  f"{100 * (x['loo_energy_j'] / x['energy_j'] - 1):+.1f}%",
+                  f"{100 * (x['per_mac_energy_j'] / x['energy_j'] - 1):+.1f}%"] for x in res["layers"]])
+            lines.append("")
+            lines += render_table(["leave-one-out |error|", "latency mean", "latency max", "energy mean", "energy max"], [
+                [name, f"{100 * res[key]['latency']['mean']:.1f}%", f"{100 * res[key]['latency']['max']:.1f}%",
+                 f"{100 * res[key]['energy']['mean']:.1f}%", f"{100 * res[key]['energy']['max']:.1f}%"]
+                for name, key in (("fodlam-shape", "new"), ("per-MAC scaling", "per_mac"))])
+            lines.append("")
+        if ev["cross_network"]:
+            lines.append("cross-network: fit on one network's conv layers, predict the other's total")
+            lines += render_table(["fit -> predict", "fodlam-shape latency", "energy", "per-MAC latency", "energy"], [
+                [k, f"{100 * v['new']['latency']:+.1f}%", f"{100 * v['new']['energy']:+.1f}%",
+                 f"{100 * v['per_mac']['latency']:+.1f}%", f"{100 * v['per_mac']['energy']:+.1f}%"]
+                for k, v in ev["cross_network"].items()])
+            lines.append("")
+        lines.append("fitted coefficients (all data): conv " + ", ".join(
+            f"{k}={v:.4g}" for k, v in ev["fit"].conv.items()))
+        if ev["fit"].fc:
+            lines.append("fitted coefficients (all data): fc " + ", ".join(
+                f"{k}={v:.4g}" for k, v in ev["fit"].fc.items()))
+        _emit("\n".join(lines), None)
+    if args.out:
+        name = args.name or (Path(args.out).stem if args.data else base.name)
+        text = F.profile_toml(ev["fit"], ev, name=name,
+                              description=args.description or (
+                                  f"calibrated by fodlam calibrate from {data_label}"
+                                  if args.data else base.description),
+                              process_nm=target,
+                              sources=base.sources if not args.data else {"data": data_label},
+                              base_params=base.params)
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
+        print(f"fodlam: wrote accelerator profile {args.out} (use --accelerator {args.out})",
+              file=sys.stderr)
+    return 0
+
+
 # ---- entry points ------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,6 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=25, metavar="K", help="layers in the bar charts")
     p.add_argument("--accelerator", metavar="NAME|FILE.toml")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("calibrate", help="fit the shape-aware model to measured layers and report its errors")
+    p.add_argument("--data", metavar="MY.csv", help="your measured layers (default: the bundled published tables)")
+    p.add_argument("--out", metavar="PROFILE.toml", help="write an accelerator profile with the fitted coefficients")
+    p.add_argument("--accelerator", metavar="NAME|FILE.toml", help="base profile (architecture, node)")
+    p.add_argument("--name", help="name of the written profile")
+    p.add_argument("--description", help="description of the written profile")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("profiles", help="list the bundled accelerator profiles")
     p.set_defaults(func=cmd_profiles)

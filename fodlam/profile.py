@@ -94,10 +94,35 @@ class NodeCost:
             d = layer.to_dict()
             d.update(energy_j=est.energy_j, latency_s=est.latency_s, method=est.method)
             layers.append(d)
-        return {"name": self.name, "op": self.op, "kind": self.kind, "macs": self.macs,
-                "ops": self.ops, "energy_j": self.energy_j, "latency_s": self.latency_s,
-                "modeled": self.node.modeled, "method": self.method, "how": self.how,
-                "origin": dict(self.node.origin), "layers": layers}
+        out = {"name": self.name, "op": self.op, "kind": self.kind, "macs": self.macs,
+               "ops": self.ops, "energy_j": self.energy_j, "latency_s": self.latency_s,
+               "modeled": self.node.modeled, "method": self.method, "how": self.how,
+               "origin": dict(self.node.origin), "layers": layers}
+        interval = self.interval()
+        if interval:
+            out["energy_j_interval"], out["latency_s_interval"] = interval
+        if self.components:
+            out["components"] = self.components
+        return out
+
+    @property
+    def components(self) -> dict:
+        out: dict = {}
+        for e in self.estimates:
+            for k, v in (e.components or {}).items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def interval(self):
+        """([energy lo, hi], [latency lo, hi]) where every estimate carries one."""
+        if not self.estimates or not any(e.energy_interval for e in self.estimates):
+            return None
+        el = eh = tl = th = 0.0
+        for e in self.estimates:
+            ei = e.energy_interval or [e.energy_j, e.energy_j]
+            ti = e.latency_interval or [e.latency_s, e.latency_s]
+            el, eh, tl, th = el + ei[0], eh + ei[1], tl + ti[0], th + ti[1]
+        return [el, eh], [tl, th]
 
 
 @dataclass
@@ -193,15 +218,32 @@ class Profile:
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "fodlam_version": __version__,
             "model": dict(self.model), "batch": self.batch,
             "accelerator": dict(self.accelerator), "cost_model": dict(self.cost_model),
-            "total": {"macs": self.total_macs, "ops": self.total_ops,
-                      "energy_j": self.total_energy_j, "latency_s": self.total_latency_s,
-                      "nodes": len(self.nodes),
-                      "unmodeled_nodes": sum(self.unmodeled.values())},
+            "total": self._total_dict(),
             "by_kind": self.by_kind(),
             "nodes": [n.to_dict() for n in self.nodes],
             "unmodeled": self.unmodeled,
             "warnings": list(self.warnings),
         }
+
+    def _total_dict(self) -> dict:
+        out = {"macs": self.total_macs, "ops": self.total_ops, "energy_j": self.total_energy_j,
+               "latency_s": self.total_latency_s, "nodes": len(self.nodes),
+               "unmodeled_nodes": sum(self.unmodeled.values())}
+        intervals = [n.interval() for n in self.nodes]
+        if any(intervals):
+            el = eh = tl = th = 0.0
+            for n, iv in zip(self.nodes, intervals):
+                (a, b), (c, d) = iv or ([n.energy_j] * 2, [n.latency_s] * 2)
+                el, eh, tl, th = el + a, eh + b, tl + c, th + d
+            out["energy_j_interval"] = [el, eh]
+            out["latency_s_interval"] = [tl, th]
+        comps: dict = {}
+        for n in self.nodes:
+            for k, v in n.components.items():
+                comps[k] = comps.get(k, 0.0) + v
+        if comps:
+            out["energy_j_by_component"] = comps
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         """The profile as JSON text. With ``indent`` (default) every top-level field is on

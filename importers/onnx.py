@@ -1124,13 +1124,13 @@ def import_file(path, *, input_shapes=None, dims=None, batch=None):
 
 
 def profile_file(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,
-                 strict: bool = False):
+                 strict: bool = False, cost_model: str | None = None):
     from fodlam.api import cost_model_for
     from fodlam.profile import build_profile
 
     nodes, info, warnings, resolved_batch = import_file(path, input_shapes=input_shapes,
                                                         dims=dims, batch=batch)
-    profile = build_profile(nodes, cost_model_for(accelerator), model=info,
+    profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
                             batch=resolved_batch, warnings=warnings)
     if strict:
         profile.check_modeled()

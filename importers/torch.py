@@ -546,13 +546,14 @@ def lower_records(tracer: Tracer) -> list[Node]:
 # --------------------------------------------------------------------------------------
 
 def profile_module(model, input_shape=None, *, accelerator=None, batch=None, dtype=None,
-                   inputs=None, strict=False, **forward_kwargs):
+                   inputs=None, strict=False, cost_model=None, **forward_kwargs):
     from fodlam.api import cost_model_for
     from fodlam.profile import build_profile
 
     nodes, info, resolved_batch = trace(model, input_shape, batch=batch, dtype=dtype,
                                         inputs=inputs, **forward_kwargs)
-    profile = build_profile(nodes, cost_model_for(accelerator), model=info, batch=resolved_batch)
+    profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
+                            batch=resolved_batch)
     if strict:
         profile.check_modeled()
     return profile
@@ -592,7 +593,8 @@ def load_factory(spec: str):
     return factory
 
 
-def profile_factory(spec: str, shapes, *, accelerator=None, strict=False, dtype=None):
+def profile_factory(spec: str, shapes, *, accelerator=None, strict=False, dtype=None,
+                    cost_model=None):
     factory = load_factory(spec)
     try:
         model = factory() if not isinstance(factory, nn.Module) else factory
@@ -603,7 +605,7 @@ def profile_factory(spec: str, shapes, *, accelerator=None, strict=False, dtype=
     if not shapes:
         raise InputError("give at least one --input-shape, e.g. --input-shape 1,3,224,224")
     prof = profile_module(model, shapes if len(shapes) > 1 else shapes[0], accelerator=accelerator,
-                          strict=strict, dtype=dtype)
+                          strict=strict, dtype=dtype, cost_model=cost_model)
     prof.model["name"] = spec
     prof.model["source"] = spec
     return prof

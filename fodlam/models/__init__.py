@@ -5,7 +5,7 @@ A new model is one file here plus one line in ``REGISTRY``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InputError
 
@@ -20,6 +20,11 @@ class Estimate:
     latency_s: float
     method: str
     how: str
+    #: energy by component (compute, global_buffer, ...), where the model gives one
+    components: dict | None = field(default=None, compare=False)
+    #: [low, high] ranges from the calibration residuals, where the model gives them
+    energy_interval: list | None = field(default=None, compare=False)
+    latency_interval: list | None = field(default=None, compare=False)
 
 
 def _fodlam2017(accelerator, **options):
@@ -27,7 +32,12 @@ def _fodlam2017(accelerator, **options):
     return Fodlam2017(accelerator, **options)
 
 
-REGISTRY = {"fodlam-2017": _fodlam2017}
+def _shape(accelerator, **options):
+    from .shape_aware import ShapeAware
+    return ShapeAware(accelerator, **options)
+
+
+REGISTRY = {"fodlam-2017": _fodlam2017, "fodlam-shape": _shape}
 
 
 def build(name: str, accelerator, **options):
