@@ -86,7 +86,7 @@ def add_output_flags(p: argparse.ArgumentParser, default_format: str | None = No
                    help="accelerator profile (default eyeriss-eie-65nm; see 'fodlam profiles')")
     p.add_argument("--strict", action="store_true",
                    help="error (exit 2) if any node has no cost model")
-    p.add_argument("--cost-model", choices=("fodlam-shape", "fodlam-2017"),
+    p.add_argument("--cost-model", choices=("fodlam-shape", "fodlam-2017", "fodlam-roofline"),
                    help="override the accelerator profile's cost model")
     p.add_argument("--node", type=float, metavar="NM",
                    help="rescale the accelerator profile to another process node (nm)")

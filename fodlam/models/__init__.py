@@ -37,7 +37,12 @@ def _shape(accelerator, **options):
     return ShapeAware(accelerator, **options)
 
 
-REGISTRY = {"fodlam-2017": _fodlam2017, "fodlam-shape": _shape}
+def _roofline(accelerator, **options):
+    from .roofline import Roofline
+    return Roofline(accelerator, **options)
+
+
+REGISTRY = {"fodlam-2017": _fodlam2017, "fodlam-shape": _shape, "fodlam-roofline": _roofline}
 
 
 def build(name: str, accelerator, **options):
