@@ -28,7 +28,7 @@ except ImportError as e:  # pragma: no cover
 #: Initializers with more elements than this are weights: shape inference sees only their
 #: shapes (as graph inputs), so weights are never copied. Smaller ones keep their values
 #: (reshape targets, axes, scales...).
-SMALL_CONSTANT = 4096
+SMALL_CONSTANT = 1024
 MAX_SUBGRAPH_DEPTH = 32
 
 Lowering = Callable[["Ctx"], "list[L.Layer] | tuple"]
@@ -45,6 +45,10 @@ def lowering(*op_types: str, domain: str = ""):
 
 
 class UnknownDim(ModelError):
+    pass
+
+
+class _Corrupt(Exception):
     pass
 
 
@@ -69,6 +73,120 @@ def _check_external_data(model, folder: Path) -> list[str]:
     return warnings
 
 
+# ---- a structure-only reader: graph and tensor headers, no weight payloads ---------------
+
+def _varint(buf, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _enc_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _fields(buf, pos: int, end: int):
+    """(field number, wire type, start of field, start of payload, end of field)."""
+    while pos < end:
+        start = pos
+        key, pos = _varint(buf, pos, end)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            payload = pos
+            _, pos = _varint(buf, pos, end)
+            yield field, wire, start, payload, pos
+            continue
+        if wire == 1:
+            payload, pos = pos, pos + 8
+        elif wire == 5:
+            payload, pos = pos, pos + 4
+        elif wire == 2:
+            length, payload = _varint(buf, pos, end)
+            pos = payload + length
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("field runs past the end of its message")
+        yield field, wire, start, payload, pos
+
+
+_TENSOR_PAYLOAD_FIELDS = {4, 5, 6, 7, 9, 10, 11}   # float/int32/string/int64/raw/double/uint64 data
+_TENSOR_DIMS = 1
+
+
+def _tensor_header(buf, start: int, end: int) -> bytes:
+    """A TensorProto without its data when it holds more than SMALL_CONSTANT elements."""
+    numel, has_dims = 1, False
+    for field, wire, _s, payload, stop in _fields(buf, start, end):
+        if field == _TENSOR_DIMS:
+            has_dims = True
+            if wire == 0:
+                numel *= _varint(buf, payload, stop)[0]
+            elif wire == 2:
+                pos = payload
+                while pos < stop:
+                    d, pos = _varint(buf, pos, stop)
+                    numel *= d
+    if not has_dims or numel <= SMALL_CONSTANT:
+        return bytes(buf[start:end])
+    out = bytearray()
+    for field, wire, s, payload, stop in _fields(buf, start, end):
+        if field == _TENSOR_DIMS and wire == 0:
+            out += buf[s:stop]
+        elif field not in _TENSOR_PAYLOAD_FIELDS:
+            out += buf[s:stop]
+    # mark as "data elsewhere" so nothing mistakes the header for an empty tensor
+    out += _enc_varint((14 << 3) | 0) + _enc_varint(TensorProto.EXTERNAL)
+    return bytes(out)
+
+
+def _structure_bytes(buf) -> bytes:
+    """ModelProto bytes with large initializer payloads of the main graph left out."""
+    end = len(buf)
+    out = bytearray()
+    for field, wire, s, payload, stop in _fields(buf, 0, end):
+        if field == 7 and wire == 2:  # ModelProto.graph
+            graph = bytearray()
+            for gf, gw, gs, gp, ge in _fields(buf, payload, stop):
+                if gf == 5 and gw == 2:  # GraphProto.initializer
+                    t = _tensor_header(buf, gp, ge)
+                    graph += _enc_varint((5 << 3) | 2) + _enc_varint(len(t)) + t
+                else:
+                    graph += buf[gs:ge]
+            out += _enc_varint((7 << 3) | 2) + _enc_varint(len(graph)) + graph
+        else:
+            out += buf[s:stop]
+    return bytes(out)
+
+
+def load_structure(path) -> "onnx.ModelProto":
+    """The model without its weights' payloads (shapes, names and small constants kept),
+    read through a memory map: large models cost little time and memory."""
+    import mmap
+
+    with open(path, "rb") as f:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            data = _structure_bytes(memoryview(buf))
+    model = onnx.ModelProto()
+    model.ParseFromString(data)
+    return model
+
+
 def load(path) -> "onnx.ModelProto":
     p = Path(path)
     if not p.exists():
@@ -82,12 +200,16 @@ def load(path) -> "onnx.ModelProto":
     if size == 0:
         raise ModelError(f"{path} is empty; it is not an ONNX model")
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        try:
+            model = load_structure(p)
+        except (ValueError, IndexError, OverflowError):
+            raise _Corrupt() from None
     except PermissionError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     except Exception as e:  # DecodeError, RuntimeWarning from protobuf, ...
+        why = "malformed protobuf" if isinstance(e, _Corrupt) else type(e).__name__
         raise ModelError(f"{path} is not an ONNX model or is truncated/corrupt "
-                         f"({type(e).__name__}); re-export it or check the download") from None
+                         f"({why}); re-export it or check the download") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise ModelError(f"{path} holds no ONNX graph (is it an ONNX file? empty graph?)")
     return model
@@ -456,8 +578,13 @@ def _fmt_shape(dims) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
 
 
+def _s(value) -> str:
+    """Protobuf hands back invalid UTF-8 strings as bytes: show them, escaped, as text."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+
+
 def _node_name(node) -> str:
-    return node.name or (node.output[0] if node.output else node.op_type)
+    return _s(node.name) or (_s(node.output[0]) if node.output else _s(node.op_type))
 
 
 _MAC_OPS = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "Gemm", "MatMul",
@@ -980,6 +1107,8 @@ class Importer:
 
     def lower_layers(self, node, depth: int = 0) -> tuple[list, str, bool]:
         """(layers, note, modeled) for one node, recursing into subgraphs."""
+        if not isinstance(node.op_type, str) or not isinstance(node.domain, str):
+            return [], "op type or domain is not valid UTF-8", False
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         if depth > MAX_SUBGRAPH_DEPTH:
             raise ModelError(f"subgraphs nested deeper than {MAX_SUBGRAPH_DEPTH} levels")
@@ -1085,15 +1214,16 @@ class Importer:
         return [_repeat(x, trip) for x in layers], note, True
 
     def lower_node(self, node, index: int, path: str) -> Node:
-        name = self.unique(node.name or f"{node.op_type}_{index}")
+        op_type, domain = _s(node.op_type), _s(node.domain)
+        name = self.unique(_s(node.name) or f"{op_type}_{index}")
         layers, note, modeled = self.lower_layers(node)
-        origin = {"onnx_node": node.name, "op_type": node.op_type, "index": index}
-        if node.domain and node.domain != "ai.onnx":
-            origin["domain"] = node.domain
+        origin = {"onnx_node": _s(node.name), "op_type": op_type, "index": index}
+        if domain and domain != "ai.onnx":
+            origin["domain"] = domain
         if modeled and any(x.bits for x in layers):
             origin["bits"] = next(x.bits for x in layers if x.bits)
-        return Node(name=name, op=node.op_type if not node.domain or node.domain == "ai.onnx"
-                    else f"{node.domain}.{node.op_type}", layers=tuple(layers), origin=origin,
+        return Node(name=name, op=op_type if not domain or domain == "ai.onnx"
+                    else f"{domain}.{op_type}", layers=tuple(layers), origin=origin,
                     modeled=modeled, note=note)
 
 
@@ -1112,10 +1242,11 @@ def import_file(path, *, input_shapes=None, dims=None, batch=None):
     for vi in graph.inferred.graph.input:
         if vi.name in init_names or vi.name in graph.static:
             continue
-        inputs[vi.name] = [d if isinstance(d, int) else str(d) for d in (graph.shapes.get(vi.name) or ())]
+        inputs[_s(vi.name)] = [d if isinstance(d, int) else str(_s(d)) for d in
+                               (graph.shapes.get(vi.name) or ())]
     info = {"name": Path(path).stem, "format": "onnx", "source": str(path),
-            "opsets": {k or "ai.onnx": v for k, v in sorted(graph.opset.items())},
-            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "opsets": {_s(k) or "ai.onnx": v for k, v in sorted(graph.opset.items(), key=lambda kv: str(kv[0]))},
+            "producer": f"{_s(model.producer_name)} {_s(model.producer_version)}".strip(),
             "inputs": inputs}
     first = next(iter(inputs.values()), None)
     resolved_batch = batch if batch is not None else (
