@@ -411,7 +411,8 @@ class Graph:
                               for a in node.attribute)
                   and all((not i) or i in self.values for i in node.input)):
                 feeds = {i: self.values[i] for i in node.input if i}
-                if sum(getattr(v, "size", 1) for v in feeds.values()) <= SMALL_CONSTANT:
+                if sum(getattr(v, "size", 1) for v in feeds.values()) <= SMALL_CONSTANT \
+                        and self._small_output(node, feeds):
                     try:
                         value = ReferenceEvaluator(node, opsets=opsets).run(None, feeds)
                     except Exception:  # noqa: BLE001 - not foldable; leave it to inference
@@ -475,6 +476,22 @@ class Graph:
                                         for i in node.input) \
                         and node.op_type not in _NONDETERMINISTIC and not _mac_bearing(node.op_type):
                     self.meta.update(o for o in node.output if o)
+
+    def _small_output(self, node, feeds) -> bool:
+        """Evaluate only what cannot blow up: outputs whose inferred shape is small, or ops
+        whose output is never larger than a broadcast of their inputs."""
+        known = [self.shapes.get(o) for o in node.output if o]
+        if known and all(d is not None and not _unknowns(d) and _numel(d) <= SMALL_CONSTANT
+                         for d in known):
+            return True
+        if node.op_type not in _NON_EXPANDING:
+            return False
+        shapes = [tuple(getattr(v, "shape", ())) for v in feeds.values()]
+        n = max((len(x) for x in shapes), default=0)
+        out = 1
+        for axis in range(n):
+            out *= max((x[axis - n + len(x)] if axis - n + len(x) >= 0 else 1) for x in shapes)
+        return out <= SMALL_CONSTANT
 
     def _missing_shapes(self, graph) -> bool:
         """True if a node that will be costed has an output whose shape is not fully known."""
@@ -597,6 +614,15 @@ _MAC_OPS = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "Gemm", "MatM
             "SparseAttention", "MoE", "QMoE", "NhwcFusedConv", "QLinearConvTranspose",
             "ConvTransposeWithDynamicPads"}
 
+
+#: ops whose output never holds more elements than the broadcast of their inputs
+_NON_EXPANDING = {"Gather", "GatherElements", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast",
+                  "CastLike", "Identity", "Reshape", "Flatten", "Transpose", "Neg", "Abs", "Floor",
+                  "Ceil", "Sqrt", "Not", "Equal", "Less", "Greater", "LessOrEqual",
+                  "GreaterOrEqual", "And", "Or", "Xor", "Where", "Add", "Sub", "Mul", "Div", "Mod",
+                  "Min", "Max", "Pow", "Sign", "Clip", "Relu", "ReduceProd", "ReduceSum",
+                  "ReduceMin", "ReduceMax", "ReduceMean", "ArgMax", "ArgMin", "Split", "Shape",
+                  "Size", "NonZero", "Reciprocal", "Round", "IsNaN", "IsInf"}
 
 _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                      "Multinomial", "Bernoulli", "If", "Loop", "Scan"}

@@ -328,3 +328,20 @@ def test_byte_identical_json_across_processes(tmp_path):
                         "--input-shape", "1,10", "--format", "json").stdout)
     assert outs[0] == outs[1] and outs[0]
     assert outs[2] == outs[3] and outs[2]
+
+
+def test_constant_folding_never_materialises_huge_tensors(tmp_path):
+    # ConstantOfShape fed a constant shape of 2^40 elements, feeding a Reshape target
+    shape = numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "big")
+    g = helper.make_graph(
+        [helper.make_node("ConstantOfShape", ["big"], ["z"]),
+         helper.make_node("Shape", ["z"], ["zs"]),
+         helper.make_node("Reshape", ["x", "zs"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape])
+    p = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outcome(lambda: fodlam.profile_onnx(p))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # < 0.5 GB
