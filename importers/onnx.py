@@ -1258,7 +1258,15 @@ class Importer:
 # --------------------------------------------------------------------------------------
 
 def import_file(path, *, input_shapes=None, dims=None, batch=None):
-    """(nodes, info, warnings) for an ONNX file."""
+    """(nodes, info, warnings, batch) for an ONNX file."""
+    try:
+        return _import_file(path, input_shapes=input_shapes, dims=dims, batch=batch)
+    except UnicodeError:
+        raise ModelError(f"{path} has names or strings that are not valid UTF-8 (ONNX requires "
+                         "UTF-8); re-export the model or fix its names") from None
+
+
+def _import_file(path, *, input_shapes=None, dims=None, batch=None):
     model = load(path)
     warnings = _check_external_data(model, Path(path).resolve().parent)
     graph = Graph(model, input_shapes=input_shapes, dims=dims, batch=batch, source=str(path))

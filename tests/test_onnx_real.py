@@ -1,0 +1,88 @@
+"""Real exported and quantized models through the ONNX importer."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort_quant = pytest.importorskip("onnxruntime.quantization")
+
+import fodlam  # noqa: E402
+from examples import zoo  # noqa: E402
+
+
+def export(model, example, path, opset=17, **kw):
+    torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, opset_version=opset,
+                      input_names=["x"], **kw)
+    return path
+
+
+class SmallCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(32 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+CNN_MACS = 16 * 16 * 16 * 3 * 9 + 32 * 8 * 8 * 16 * 9 + 2048 * 10
+
+
+@pytest.mark.parametrize("opset", [11, 13, 15, 17, 20])
+def test_opsets(tmp_path, opset):
+    p = export(SmallCNN(), torch.randn(1, 3, 16, 16), tmp_path / f"m{opset}.onnx", opset)
+    prof = fodlam.profile_onnx(p)
+    assert prof.total_macs == CNN_MACS and not prof.unmodeled
+
+
+def test_dynamic_quantization(tmp_path):
+    float_path = export(SmallCNN(), torch.randn(1, 3, 16, 16), tmp_path / "f.onnx", 17)
+    q_path = tmp_path / "q.onnx"
+    ort_quant.quantize_dynamic(str(float_path), str(q_path), weight_type=ort_quant.QuantType.QInt8)
+    prof = fodlam.profile_onnx(q_path)
+    ops = {n.op for n in prof.nodes}
+    assert ops & {"ConvInteger", "MatMulInteger", "com.microsoft.DynamicQuantizeMatMul",
+                  "com.microsoft.MatMulIntegerToFloat"}, ops
+    assert prof.total_macs == CNN_MACS
+    assert not prof.unmodeled
+    assert any(n.node.origin.get("bits") == 8 for n in prof.nodes if n.macs)
+
+
+class Reader(ort_quant.CalibrationDataReader):
+    def __init__(self):
+        self.data = iter([{"x": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+                          for i in range(4)])
+
+    def get_next(self):
+        return next(self.data, None)
+
+
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+def test_static_quantization(tmp_path, fmt):
+    float_path = export(SmallCNN(), torch.randn(1, 3, 16, 16), tmp_path / "f.onnx", 17)
+    q_path = tmp_path / "q.onnx"
+    ort_quant.quantize_static(str(float_path), str(q_path), Reader(),
+                              quant_format=getattr(ort_quant.QuantFormat, fmt))
+    prof = fodlam.profile_onnx(q_path)
+    assert prof.total_macs == CNN_MACS
+    assert not prof.unmodeled
+    if fmt == "QOperator":
+        assert "QLinearConv" in {n.op for n in prof.nodes}
+    else:  # weights' DequantizeLinear is folded at load time, and costs nothing
+        deq = [n for n in prof.nodes if n.op == "DequantizeLinear" and "constant-foldable" in n.how]
+        assert deq and all(n.energy_j == 0 for n in deq)
+
+
+def test_dynamic_batch_and_sequence_transformer(tmp_path):
+    model = zoo.GPT(vocab=300, context=64, dim=64, depth=2, heads=4)
+    p = tmp_path / "gpt.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(1, 16, dtype=torch.long),), str(p), dynamo=False,
+                      input_names=["ids"], dynamic_axes={"ids": {0: "batch", 1: "seq"}})
+    a = fodlam.profile_onnx(p, dims={"batch": 2, "seq": 16})
+    b = fodlam.profile_onnx(p, input_shapes={"ids": (2, 16)})
+    t = fodlam.profile(model, (2, 16))
+    assert a.total_macs == b.total_macs == t.total_macs
+    assert a.batch == 2
