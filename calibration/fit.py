@@ -377,7 +377,7 @@ def profile_toml(fit: Fit, evaluation: dict, *, name: str, description: str, pro
             return "[" + ", ".join(val(x) for x in v) + "]"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    lines = [f"# Written by 'fodlam calibrate'. Coefficients fitted on measured layers; see [shape_model.fit].",
+    lines = ["# Written by 'fodlam calibrate'. Coefficients fitted on measured layers; see [shape_model.fit].",
              f"name = {val(name)}", f"description = {val(description)}",
              'cost_model = "fodlam-shape"', f"process_nm = {val(float(process_nm))}",
              'technology_scaling = "dennard"', "", "[sources]"]

@@ -54,13 +54,19 @@ def bundled() -> list[str]:
     return sorted(p.stem for p in _accelerators_dir().glob("*.toml"))
 
 
-def _from_toml(path: Path) -> Accelerator:
+def read_toml(path: Path, what: str = "") -> dict:
+    """A TOML file as a dict; unreadable or malformed files are one-line ConfigErrors."""
+    label = f"{what} {path}".strip()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
-        raise ConfigError(f"cannot read accelerator profile {path}: {e.strerror or e}") from None
+        raise ConfigError(f"cannot read {label}: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"accelerator profile {path} is not valid TOML: {e}") from None
+        raise ConfigError(f"{label} is not valid TOML: {' '.join(str(e).split())}") from None
+
+
+def _from_toml(path: Path) -> Accelerator:
+    data = read_toml(path, "accelerator profile")
     missing = [k for k in ("name", "cost_model", "process_nm") if k not in data]
     if missing:
         raise ConfigError(f"accelerator profile {path} lacks {', '.join(missing)}; "

@@ -35,11 +35,6 @@ from .budget import Budget, BudgetResult, check_profile
 from .errors import ConfigError, FodlamError, InputError
 from .units import format_si
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 CHECK_SCHEMA = "fodlam-check"
 CHECK_SCHEMA_VERSION = 1
 
@@ -72,11 +67,10 @@ def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
     for candidate in (here / "fodlam.toml", here / "pyproject.toml"):
         if candidate.is_file():
             if candidate.name == "pyproject.toml":
-                try:
-                    data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-                    raise ConfigError(f"{candidate} is not valid TOML: {e}") from None
-                if "fodlam" not in data.get("tool", {}):
+                from .accelerator import read_toml
+
+                data = read_toml(candidate)
+                if not isinstance(data.get("tool"), dict) or "fodlam" not in data["tool"]:
                     continue
             return candidate
     raise InputError("no budget file: create fodlam.toml or a [tool.fodlam] table in "
@@ -91,13 +85,11 @@ def _shape(value, where: str) -> tuple:
 
 
 def load_config(path: Path) -> tuple[list[ModelSpec], dict]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
-    table = data.get("tool", {}).get("fodlam")
+    from .accelerator import read_toml
+
+    data = read_toml(path)
+    tool = data.get("tool")
+    table = tool.get("fodlam") if isinstance(tool, dict) else None
     if table is None:
         table = data if path.name != "pyproject.toml" else None
     if not isinstance(table, dict):

@@ -300,7 +300,7 @@ def cmd_report(args) -> int:
     dims = {k: int(v) for k, v in parse_assignments(args.dim, "VALUE", "--dim").items()}
     profile = profile_target(args.model, args.input_shape, dims, args.accelerator)
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (a clear message when the report extra is missing)
     except ImportError:
         raise InputError("reports need matplotlib: pip install 'fodlam[report]'") from None
     if args.html:

@@ -140,3 +140,11 @@ def test_assert_within_budget_onnx(tmp_path):
     assert_within_budget(path, energy="1 J")
     with pytest.raises(AssertionError, match="over its budget"):
         assert_within_budget(str(path), energy="1 fJ" if False else 1e-15)
+
+
+@pytest.mark.parametrize("content", ["tool = 1\n", "[tool]\nfodlam = 3\n", "models = 5\n",
+                                     "[[models]]\nname = 1\nonnx = 2\nmax_energy = 3\n"])
+def test_check_odd_toml_values(tmp_path, content):
+    (tmp_path / "fodlam.toml").write_text(content)
+    r = run_cli("check", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "internal error" not in r.stderr
