@@ -29,6 +29,9 @@ except ImportError as e:  # pragma: no cover
 #: shapes (as graph inputs), so weights are never copied. Smaller ones keep their values
 #: (reshape targets, axes, scales...).
 SMALL_CONSTANT = 1024
+#: the largest dimension and tensor FODLAM accepts (2^40 elements is ~4 TB of fp32)
+MAX_DIM = 1 << 40
+MAX_ELEMENTS = 1 << 40
 MAX_SUBGRAPH_DEPTH = 32
 
 Lowering = Callable[["Ctx"], "list[L.Layer] | tuple"]
@@ -206,6 +209,8 @@ def load(path) -> "onnx.ModelProto":
             raise _Corrupt() from None
     except PermissionError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    except MemoryError:
+        raise
     except Exception as e:  # DecodeError, RuntimeWarning from protobuf, ...
         why = "malformed protobuf" if isinstance(e, _Corrupt) else type(e).__name__
         raise ModelError(f"{path} is not an ONNX model or is truncated/corrupt "
@@ -337,6 +342,8 @@ class Graph:
             if n <= SMALL_CONSTANT and init.data_location != TensorProto.EXTERNAL:
                 try:
                     self.values[init.name] = numpy_helper.to_array(init)
+                except MemoryError:
+                    raise
                 except Exception:  # noqa: BLE001 - a malformed constant is just unknown
                     pass
                 keep.append(init)
@@ -351,15 +358,41 @@ class Graph:
             self.shapes[sp.values.name] = tuple(int(d) for d in sp.dims)
         del lg.initializer[:]
         lg.initializer.extend(keep)
+        self._check_sizes(light)
         self._infer(light)
+
+    def _check_sizes(self, light) -> None:
+        """Implausible declared sizes are errors before any inference runs: shape inference
+        with data propagation would try to materialise them."""
+        for g in _graphs(light.graph):
+            for vi in list(g.input) + list(g.value_info) + list(g.output):
+                dims = _dims_of(vi)
+                if not dims:
+                    continue
+                known = [d for d in dims if isinstance(d, int)]
+                if any(d < 0 for d in known):
+                    raise ModelError(f"tensor '{_s(vi.name)}' declares a negative dimension "
+                                     f"{_fmt_shape(dims)}; the graph is invalid")
+                if any(d > MAX_DIM for d in known) or _numel(known) > MAX_ELEMENTS:
+                    raise ModelError(f"tensor '{_s(vi.name)}' declares an implausible shape "
+                                     f"{_fmt_shape(dims)} (over {MAX_ELEMENTS:.0e} elements); "
+                                     "check the model or the --input-shape/--dim values")
+            for init in g.initializer:
+                if any(d < 0 or d > MAX_DIM for d in init.dims) or _numel(init.dims) > MAX_ELEMENTS:
+                    raise ModelError(f"initializer '{_s(init.name)}' declares an implausible shape "
+                                     f"{list(init.dims)}; the model is corrupt")
 
     def _infer(self, light):
         try:
             inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
+        except MemoryError:
+            raise
         except Exception as e:  # noqa: BLE001 - inference errors mean an invalid graph
             msg = " ".join(str(e).split())[:240]
             try:
                 inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False)
+            except MemoryError:
+                raise
             except Exception:  # noqa: BLE001
                 raise ModelError(f"invalid ONNX graph: shape inference failed: {msg}") from None
         self.inferred = inferred
@@ -373,6 +406,8 @@ class Graph:
             try:
                 inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False,
                                                              data_prop=True)
+            except MemoryError:
+                raise
             except Exception:  # noqa: BLE001 - keep what we had
                 break
             self.inferred = inferred
@@ -415,6 +450,8 @@ class Graph:
                         and self._small_output(node, feeds):
                     try:
                         value = ReferenceEvaluator(node, opsets=opsets).run(None, feeds)
+                    except MemoryError:
+                        raise
                     except Exception:  # noqa: BLE001 - not foldable; leave it to inference
                         value = None
             if value is None or len(value) < len(outs) or any(
@@ -465,6 +502,8 @@ class Graph:
                             if _numel(attr.t.dims) <= SMALL_CONSTANT:
                                 try:
                                     self.values[node.output[0]] = numpy_helper.to_array(attr.t)
+                                except MemoryError:
+                                    raise
                                 except Exception:  # noqa: BLE001
                                     pass
                 elif node.op_type in ("Shape", "Size"):
@@ -511,10 +550,14 @@ class Graph:
         Reshape targets computed with Shape/Gather/Concat)."""
         try:
             from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        except MemoryError:
+            raise
         except Exception:  # noqa: BLE001 - optional
             return
         try:
             out = SymbolicShapeInference.infer_shapes(inferred, auto_merge=True, guess_output_rank=True)
+        except MemoryError:
+            raise
         except Exception:  # noqa: BLE001 - best effort; ONNX's own inference stands
             return
         if out is not None:
