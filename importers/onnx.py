@@ -184,7 +184,13 @@ def load_structure(path) -> "onnx.ModelProto":
 
     with open(path, "rb") as f:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            data = _structure_bytes(memoryview(buf))
+            if hasattr(buf, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+                buf.madvise(mmap.MADV_RANDOM)  # touch tensor headers only: no readahead
+            view = memoryview(buf)
+            try:
+                data = _structure_bytes(view)
+            finally:
+                view.release()
     model = onnx.ModelProto()
     model.ParseFromString(data)
     return model
