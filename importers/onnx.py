@@ -1315,11 +1315,28 @@ def import_file(path, *, input_shapes=None, dims=None, batch=None):
                          "UTF-8); re-export the model or fix its names") from None
 
 
+def _inline_functions(model):
+    """Nodes that call model-local functions are replaced by the functions' bodies, so
+    every operation inside is costed (exporters emit them for modules-as-functions)."""
+    if not len(model.functions):
+        return model, []
+    try:
+        from onnx import inliner
+        inlined = inliner.inline_local_functions(model)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - leave the calls as they are, and say so
+        return model, [f"could not inline the model's local functions ({type(e).__name__}); "
+                       "nodes calling them are reported as unmodeled"]
+    return inlined, [f"inlined {len(model.functions)} model-local function(s)"]
+
+
 def _import_file(path, *, input_shapes=None, dims=None, batch=None):
-    model = load(path)
+    model, notes = _inline_functions(load(path))
     warnings = _check_external_data(model, Path(path).resolve().parent)
     graph = Graph(model, input_shapes=input_shapes, dims=dims, batch=batch, source=str(path))
     nodes = Importer(graph).run()
+    warnings = notes + warnings
     inputs = {}
     init_names = {i.name for i in model.graph.initializer}
     for vi in graph.inferred.graph.input:

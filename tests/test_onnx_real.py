@@ -86,3 +86,15 @@ def test_dynamic_batch_and_sequence_transformer(tmp_path):
     t = fodlam.profile(model, (2, 16))
     assert a.total_macs == b.total_macs == t.total_macs
     assert a.batch == 2
+
+
+def test_local_functions_are_inlined(tmp_path):
+    model = SmallCNN()
+    p = tmp_path / "fn.onnx"
+    torch.onnx.export(model.eval(), (torch.randn(1, 3, 16, 16),), str(p), dynamo=False,
+                      export_modules_as_functions={torch.nn.Conv2d, torch.nn.Linear})
+    import onnx
+    assert len(onnx.load(str(p)).functions) >= 1
+    prof = fodlam.profile_onnx(p)
+    assert prof.total_macs == CNN_MACS and not prof.unmodeled
+    assert any("inlined" in w for w in prof.warnings)
