@@ -280,6 +280,9 @@ def profile_target(target: str, input_shapes, dims=None, accelerator=None):
     """An ONNX path, or a PyTorch PACKAGE.MODULE:FACTORY with --input-shape."""
     from pathlib import Path
 
+    if target.endswith(".json"):
+        from .api import run_config
+        return run_config(target, accelerator=accelerator)
     if target.endswith(".onnx") or (Path(target).is_file() and ":" not in target):
         from .api import profile_onnx
         return profile_onnx(target, accelerator=accelerator, dims=dims)
@@ -287,9 +290,6 @@ def profile_target(target: str, input_shapes, dims=None, accelerator=None):
         from fodlam.importers.torch import profile_factory
         shapes = [parse_shape(s, "--input-shape") for s in input_shapes]
         return profile_factory(target, shapes, accelerator=accelerator)
-    if target.endswith(".json"):
-        from .api import run_config
-        return run_config(target, accelerator=accelerator)
     raise InputError(f"'{target}' is neither an .onnx file, a 2017 config .json, nor a "
                      "PACKAGE.MODULE:FACTORY")
 

@@ -85,3 +85,15 @@ def test_report_errors(tmp_path):
     assert r.returncode == 2 and "--html" in r.stderr
     r = run_cli("report", "nothing-here", "--html", str(tmp_path / "x.html"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_report_of_onnx_and_2017_config(tmp_path):
+    import torch
+    onnx_path = tmp_path / "m.onnx"
+    torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()),
+                      (torch.randn(1, 3, 16, 16),), str(onnx_path), dynamo=False)
+    for target in (str(onnx_path), "examples/configs/vgg16.json"):
+        out = tmp_path / "r.png"
+        r = run_cli("report", target, "--png", str(out))
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes()[:4] == b"\x89PNG"
