@@ -177,20 +177,55 @@ def _structure_bytes(buf) -> bytes:
     return bytes(out)
 
 
-def load_structure(path) -> "onnx.ModelProto":
-    """The model without its weights' payloads (shapes, names and small constants kept),
-    read through a memory map: large models cost little time and memory."""
-    import mmap
+class _FileView:
+    """Random access to a file through a few cached 64 KiB blocks: the scanner reads the
+    graph and tensor headers and seeks over weight payloads, so a large model costs a few
+    blocks of memory, not its size (a memory map would make every touched page resident)."""
 
+    BLOCK = 1 << 16
+    KEEP = 32
+
+    def __init__(self, f, size: int):
+        self.f = f
+        self.size = size
+        self.cache: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _block(self, index: int) -> bytes:
+        data = self.cache.get(index)
+        if data is None:
+            self.f.seek(index * self.BLOCK)
+            data = self.f.read(self.BLOCK)
+            if len(self.cache) >= self.KEEP:
+                self.cache.pop(next(iter(self.cache)))
+            self.cache[index] = data
+        return data
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop = key.start or 0, min(key.stop if key.stop is not None else self.size, self.size)
+            if stop <= start:
+                return b""
+            first, last = start // self.BLOCK, (stop - 1) // self.BLOCK
+            if last - first > 4:  # a long run (a node with a big constant): read it directly
+                self.f.seek(start)
+                return self.f.read(stop - start)
+            data = b"".join(self._block(b) for b in range(first, last + 1))
+            offset = first * self.BLOCK
+            return data[start - offset:stop - offset]
+        if key < 0 or key >= self.size:
+            raise IndexError(key)
+        return self._block(key // self.BLOCK)[key % self.BLOCK]
+
+
+def load_structure(path) -> "onnx.ModelProto":
+    """The model without its weights' payloads (shapes, names and small constants kept):
+    large models cost little time and memory."""
     with open(path, "rb") as f:
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            if hasattr(buf, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-                buf.madvise(mmap.MADV_RANDOM)  # touch tensor headers only: no readahead
-            view = memoryview(buf)
-            try:
-                data = _structure_bytes(view)
-            finally:
-                view.release()
+        size = os.fstat(f.fileno()).st_size
+        data = _structure_bytes(_FileView(f, size))
     model = onnx.ModelProto()
     model.ParseFromString(data)
     return model
