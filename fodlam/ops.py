@@ -20,18 +20,18 @@ def _add(kind: str, ops: float, *names: str) -> None:
 
 
 # activations and unary math
-_add("eltwise", 1, "relu", "relu6", "leakyrelu", "prelu", "clip", "clamp", "clampmin", "clampmax",
+_add("eltwise", 1, "relu", "relu6", "leakyrelu", "prelu", "prelukernel", "clip", "clamp", "clampmin", "clampmax",
      "abs", "neg", "sign", "floor", "ceil", "round", "trunc", "not", "bitwisenot", "threshold",
      "hardtanh", "reciprocal", "square", "isnan", "isinf", "cast", "to", "copy", "fill",
      "logicalnot", "signbit", "frac", "nantonum", "positive")
 _add("eltwise", 2, "hardsigmoid", "shrink", "elu", "selu", "celu", "softsign", "thresholdedrelu",
      "sqrt", "rsqrt", "quantizelinear", "dequantizelinear", "fakequantize", "hardshrink",
      "softshrink")
-_add("eltwise", 3, "hardswish", "quickgelu")
+_add("eltwise", 3, "hardswish", "quickgelu", "rotaryembedding")
 _add("eltwise", 4, "sigmoid", "exp", "log", "log1p", "expm1", "exp2", "erf", "erfc", "tanh",
      "softplus", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh",
      "acosh", "atanh", "logsigmoid", "swish", "silu", "dynamicquantizelinear", "pow")
-_add("eltwise", 6, "mish")
+_add("eltwise", 6, "mish", "glu", "swiglu", "softmaxcrossentropyloss")
 _add("eltwise", 8, "gelu", "fastgelu", "biasgelu")
 # binary / n-ary arithmetic and comparisons
 _add("eltwise", 1, "add", "sub", "rsub", "mul", "div", "max", "min", "maximum", "minimum",
@@ -57,12 +57,14 @@ _add("norm", 6, "skiplayernormalization", "skipsimplifiedlayernormalization")
 _add("reduce", 1, "reducemean", "reducesum", "reducemax", "reducemin", "reduceprod", "reducel1",
      "reducel2", "reducelogsum", "reducelogsumexp", "reducesumsquare", "argmax", "argmin",
      "cumsum", "cumprod", "topk", "amax", "amin", "any", "all", "prod", "var", "std",
-     "varmean", "stdmean", "logsumexp", "sort", "argsort", "cummax", "cummin", "median", "mode")
+     "varmean", "stdmean", "logsumexp", "sort", "argsort", "cummax", "cummin", "median", "mode",
+     "negativeloglikelihoodloss")
 # gathers and scatters: one copy per output element
 _add("gather", 1, "gather", "gatherelements", "gathernd", "scatter", "scatterelements",
      "scatternd", "embedding", "indexselect", "index", "indexput", "take", "embeddingbag",
      "scatteradd", "scatterreduce", "indexadd", "indexcopy", "maskedscatter", "maskedselect",
-     "select_scatter", "slicescatter", "selectscatter", "diagonalscatter", "onehot")
+     "select_scatter", "slicescatter", "selectscatter", "diagonalscatter", "onehot",
+     "tensorscatter", "maxunpool")
 # data copies: one move per output element
 _add("data", 1, "transpose", "concat", "cat", "stack", "split", "slice", "pad", "constantpadnd",
      "reflectionpad1d", "reflectionpad2d", "reflectionpad3d", "replicationpad1d",
@@ -76,8 +78,17 @@ _add("data", 1, "transpose", "concat", "cat", "stack", "split", "slice", "pad", 
      "gridsample", "affinegrid", "nonzero", "unique", "bucketize", "searchsorted",
      "randomnormal", "randomuniform", "randomnormallike", "randomuniformlike", "multinomial",
      "bernoulli", "rand", "randn", "randint", "randlike", "randnlike", "clonefloat",
+     "uniform", "normal", "random", "exponential", "geometric", "lognormal", "cauchy",
+     "randperm", "randintlike", "emptypermuted", "fullylike",
      "sequenceconstruct", "concatfromsequence", "splittosequence", "blackmanwindow",
      "hannwindow", "hammingwindow", "stft", "dft", "melweightmatrix", "copy_")
+# later additions (ONNX opsets 21-24 and torch variants)
+_add("eltwise", 1, "castlike")
+_add("eltwise", 3, "rotaryembedding")
+_add("eltwise", 6, "swiglu", "softmaxcrossentropyloss")
+_add("reduce", 1, "negativeloglikelihoodloss")
+_add("gather", 1, "tensorscatter", "maxunpool")
+_add("data", 0, "bitcast")
 # views and metadata: no data moves
 _add("data", 0, "reshape", "flatten", "squeeze", "unsqueeze", "identity", "shape", "size",
      "constant", "dropout", "view", "unsafeview", "alias", "aliascopy", "detach", "t",
@@ -88,6 +99,7 @@ _add("data", 0, "reshape", "flatten", "squeeze", "unsqueeze", "identity", "shape
      "nativedropout", "scalartensorlike", "item", "localscalardense", "dense", "getitem",
      "sliceview", "diagonal", "movedim", "transpose_view", "unflatten", "split_view",
      "reshape_view", "as_strided", "lazyfill", "_to_copy_noop", "assertasync",
+     "unsafesplit", "unsafechunk", "unsafesplitwithsizes", "splitcopy", "bitcast",
      "assertscalar", "functionalassertasync", "symconstrainrange",
      "symconstrainrangeforsize", "constrainrange")
 

@@ -48,7 +48,9 @@ def lowering(*op_types: str, domain: str = ""):
 
 
 class UnknownDim(ModelError):
-    pass
+    def __init__(self, message, symbol=None):
+        super().__init__(message)
+        self.symbol = symbol
 
 
 class _Corrupt(Exception):
@@ -363,6 +365,7 @@ class Graph:
                 elif isinstance(d, str) and d in self.dims:
                     new[i] = int(self.dims[d])
             _set_dims(vi, new)
+        self.input_symbols = set(symbols) | set(self.dims)
         unused = set(self.dims) - symbols - {d for vi in graph_inputs for d in (_dims_of(vi) or ())
                                              if isinstance(d, str)}
         for name in sorted(unused):
@@ -622,7 +625,7 @@ class Graph:
                 extra = " (the dimension depends on the data or on another unresolved input)"
             raise UnknownDim(f"node '{_node_name(node)}' ({node.op_type}): {what} '{name}' has "
                              f"unresolved dimension {sym or '?'} in shape {_fmt_shape(dims)}; "
-                             f"set it with {hint}{extra}")
+                             f"set it with {hint}{extra}", symbol=sym)
         if any(d > (1 << 40) for d in dims):
             raise ModelError(f"node '{_node_name(node)}' ({node.op_type}): {what} '{name}' has an "
                              f"implausible shape {_fmt_shape(dims)}")
@@ -1082,6 +1085,26 @@ def _roi(ctx):
                           outputs=_numel(out), operations=_numel(out) * taps)]
 
 
+@lowering("DeformConv")
+def _deform_conv(ctx):
+    """A convolution whose taps sample the input at learned offsets: the conv's MACs plus a
+    bilinear interpolation (4 reads, 3 blends) per sampled input value."""
+    conv = _conv_common(ctx, 0, 1)
+    samples = conv.batch * conv.in_channels * math.prod(conv.kernel) * math.prod(conv.out_size)
+    return [conv, L.Elementwise(category="gather", fn="DeformConv.sample", inputs=conv.input_elems,
+                                outputs=samples, operations=7 * samples)]
+
+
+@lowering("NonMaxSuppression")
+def _nms(ctx):
+    """First order: every pair of boxes of a class is compared once (IoU + threshold)."""
+    boxes, scores = ctx.in_shape(0), ctx.in_shape(1)
+    n, c, b = scores[0], scores[1], boxes[1]
+    pairs = n * c * b * max(b - 1, 0) // 2
+    return [L.Elementwise(category="reduce", fn="NonMaxSuppression", inputs=n * c * b * 5,
+                          outputs=n * c * b, operations=pairs * 8)]
+
+
 @lowering("LRN")
 def _lrn(ctx):
     n = ctx.numel_out(0)
@@ -1152,6 +1175,8 @@ _GENERIC_ONNX = [
     "SequenceConstruct", "SequenceAt", "SequenceLength", "SequenceEmpty", "SequenceInsert",
     "SequenceErase", "ConcatFromSequence", "SplitToSequence", "DFT", "STFT",
     "BlackmanWindow", "HannWindow", "HammingWindow", "MelWeightMatrix", "SimplifiedLayerNormalization",
+    "RotaryEmbedding", "Swish", "SwiGLU", "CumProd", "TensorScatter", "MaxUnpool", "BitCast",
+    "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
 ]
 _GENERIC_MS = [
     "FastGelu", "BiasGelu", "Gelu", "QuickGelu", "BiasAdd", "SkipLayerNormalization",
@@ -1244,6 +1269,12 @@ class Importer:
         ctx = Ctx(self.g, node, self)
         try:
             layers = list(fn(ctx))
+        except UnknownDim as e:
+            # a shape no flag can set (it depends on the data): report the node, don't fail
+            if not _mac_bearing(node.op_type) and e.symbol not in self.g.input_symbols:
+                return [], ("its output shape depends on the input data (unresolved dimension "
+                            f"{e.symbol or '?'}), so it could not be costed"), False
+            raise
         except LayerError as e:
             raise ModelError(f"node '{_node_name(node)}' ({node.op_type}): {e}") from None
         except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:

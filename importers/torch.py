@@ -425,6 +425,10 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
                 state[name] = _fake_like(b)
                 tracer.mark_weight(state[name])
             args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)
+        import logging
+        fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+        level = fake_log.level
+        fake_log.setLevel(logging.CRITICAL)  # a failing forward is reported once, by us
         try:
             with fake_mode, tracer:
                 torch.func.functional_call(model, state, args, kwargs, strict=False)
@@ -437,6 +441,8 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
             raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
                              f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
                              "input_shape/dtype, or pass example inputs=") from None
+        finally:
+            fake_log.setLevel(level)
     finally:
         for h in hooks:
             h.remove()
