@@ -86,7 +86,12 @@ _add("data", 1, "transpose", "concat", "cat", "stack", "split", "slice", "pad", 
 _add("eltwise", 1, "castlike")
 _add("eltwise", 3, "rotaryembedding")
 _add("eltwise", 6, "swiglu", "softmaxcrossentropyloss")
-_add("reduce", 1, "negativeloglikelihoodloss")
+_add("reduce", 1, "negativeloglikelihoodloss", "nllloss", "nllloss2d", "nlllossforward",
+     "nllloss2dforward", "mseloss", "l1loss", "smoothl1loss", "huberloss", "softmarginloss",
+     "multimarginloss", "multilabelmarginloss", "multilabelmarginlossforward",
+     "binarycrossentropy", "binarycrossentropywithlogits", "klloss", "kldiv", "hingeembeddingloss",
+     "marginrankingloss", "cosineembeddingloss", "poissonnllloss")
+_add("eltwise", 4, "logsigmoidforward")
 _add("gather", 1, "tensorscatter", "maxunpool")
 _add("data", 0, "bitcast")
 # views and metadata: no data moves

@@ -163,6 +163,27 @@ def _attention(batch_heads, q_len, kv_len, head_q, head_v):
             L.MatMul(batch=batch_heads, m=q_len, k=kv_len, n=head_v)]
 
 
+@aten("_trilinear")
+def _trilinear(c: Call):
+    """nn.Bilinear: x1^T W x2 for every output: product of the broadcast of the three
+    (unsqueezed) operands; with a weight operand it is an fc over (in1 x in2) features."""
+    tensors = [c.arg(0), c.arg(1), c.arg(2)]
+    expands = [c.arg(3) or [], c.arg(4) or [], c.arg(5) or []]
+    shapes = []
+    for t, ex in zip(tensors, expands):
+        shape = list(_shape(t))
+        for d in sorted(ex):
+            shape.insert(d, 1)
+        shapes.append(shape)
+    total = math.prod(L.broadcast_batch(L.broadcast_batch(shapes[0], shapes[1]), shapes[2]))
+    weight = next((t for t in tensors if c.is_weight(t)), None)
+    if weight is not None and weight.dim() >= 2:
+        w = _numel(weight)
+        out = _shape(weight)[0]
+        return [L.fc(max(1, total // w), w // out, out)]
+    return [L.MatMul(batch=1, m=total, k=1, n=1)]
+
+
 @aten("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
       "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
       "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math",
@@ -184,14 +205,23 @@ def _native_mha(c: Call):
         [L.fc(b * lq, embed, embed)]
 
 
+def _pool_rank(name: str, kernel) -> int:
+    if isinstance(kernel, (list, tuple)) and len(kernel) > 1:
+        return len(kernel)
+    for n in (3, 2, 1):
+        if f"{n}d" in name:
+            return n
+    return 2
+
+
 def _pool_layer(c: Call, mode: str, kernel=None):
     x, out = c.arg(0), _first_tensor(c.out)
     xs, os_ = _shape(x), _shape(out)
-    nsp = len(os_) - 2 if len(os_) > 2 else 1
+    nsp = min(_pool_rank(c.name, kernel), len(xs) - 1) if len(xs) > 1 else 1
     if kernel is None:  # adaptive: window ~ input / output
         kernel = tuple(max(1, -(-i // o)) for i, o in zip(xs[-nsp:], os_[-nsp:]))
-    elif isinstance(kernel, int):
-        kernel = (kernel,) * nsp
+    elif isinstance(kernel, int) or len(kernel) == 1:
+        kernel = (int(kernel if isinstance(kernel, int) else kernel[0]),) * nsp
     batch = int(math.prod(xs[:-nsp - 1])) if len(xs) > nsp + 1 else 1
     channels = xs[-nsp - 1] if len(xs) > nsp else 1
     return [L.pool(mode, batch, channels, xs[-nsp:], os_[-nsp:], tuple(kernel))]
@@ -199,7 +229,7 @@ def _pool_layer(c: Call, mode: str, kernel=None):
 
 @aten("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices",
       "max_pool3d_with_indices", "max_pool1d_with_indices", "mkldnn_max_pool2d",
-      "quantized_max_pool2d")
+      "quantized_max_pool2d", "fractional_max_pool2d", "fractional_max_pool3d")
 def _max_pool(c: Call):
     return _pool_layer(c, "max", c.arg(1))
 
@@ -416,6 +446,12 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
         for m in model.modules():
             hooks.append(m.register_forward_pre_hook(pre, with_kwargs=True))
             hooks.append(m.register_forward_hook(post, always_call=True))
+        lazy = [name for name, p in model.named_parameters(remove_duplicate=False)
+                if isinstance(p, torch.nn.parameter.UninitializedParameter)]
+        if lazy:
+            raise InputError(f"{type(model).__name__} has uninitialised (lazy) parameters "
+                             f"({', '.join(lazy[:3])}); run one forward pass, or build the "
+                             "model with explicit sizes, before profiling it")
         with fake_mode:
             state = {}
             for name, p in model.named_parameters(remove_duplicate=False):

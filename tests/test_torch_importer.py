@@ -238,3 +238,46 @@ def test_torch_and_onnx_agree(name, tmp_path):
         if kind in kt or kind in ko:
             assert ko[kind]["macs"] == pytest.approx(kt[kind]["macs"], rel=0.01), kind
     assert not prof_o.unmodeled and not prof_t.unmodeled
+
+
+def test_unbatched_pooling_bilinear_and_lazy_modules():
+    pool = fodlam.profile(nn.AvgPool2d(2), (3, 8, 8))          # unbatched (C, H, W)
+    assert pool.total_ops == 3 * 4 * 4 * 4 and not pool.unmodeled
+    pool1d = fodlam.profile(nn.MaxPool1d(3), (2, 4, 12))
+    assert pool1d.total_ops == 2 * 4 * 4 * 3
+    bil = fodlam.profile(nn.Bilinear(5, 7, 3), [(4, 5), (4, 7)])
+    assert bil.total_macs == 4 * 5 * 7 * 3 and not bil.unmodeled
+    with pytest.raises(FodlamError, match="lazy"):
+        fodlam.profile(nn.LazyLinear(4), (2, 8))
+
+
+def test_every_torch_nn_module_sample():
+    """torch's own module_db: sample inputs for ~150 nn modules. Each profiles or ends in a
+    FodlamError (lazy modules, data-dependent losses); nothing else, nothing unmodeled."""
+    from torch.testing._internal.common_modules import module_db
+
+    profiled, failed, unmodeled = 0, 0, set()
+    for info in module_db:
+        try:
+            samples = list(info.module_inputs_func(info, device="cpu", dtype=torch.float32,
+                                                   requires_grad=False, training=False))
+        except Exception:  # noqa: BLE001 - a sample generator torch itself cannot run here
+            continue
+        for sample in samples[:3]:
+            try:
+                module = info.module_cls(*sample.constructor_input.args,
+                                         **sample.constructor_input.kwargs)
+            except Exception:  # noqa: BLE001
+                continue
+            args = sample.forward_input.args
+            if not all(isinstance(a, torch.Tensor) for a in args):
+                continue
+            try:
+                prof = fodlam.profile(module, inputs=tuple(args), **sample.forward_input.kwargs)
+            except FodlamError:
+                failed += 1
+                continue
+            profiled += 1
+            unmodeled |= set(prof.unmodeled)
+    assert profiled > 250 and failed < 40, (profiled, failed)
+    assert not unmodeled, unmodeled
