@@ -250,18 +250,18 @@ def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
     return coeffs
 
 
-def fit_fc(rows: list[Row], base: dict | None = None) -> dict:
+def fit_fc(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
     base = dict(base or {})
     if len(rows) < 3:
         if not base:
             raise ConfigError("at least 3 fc rows are needed to fit the fc model (or give a base profile)")
         return base
-    feats = [SA.fc_features(r.layer, {}) for r in rows]
-    A = [[f["vectors"] / r.latency_s, f["vectors"] * f["nz_macs"] / r.latency_s,
-          f["vectors"] * f["nz_act"] / r.latency_s] for f, r in zip(feats, rows)]
-    t0, c_w, c_a = nnls(A, [1.0] * len(rows))
+    feats = [SA.fc_features(r.layer, arch) for r in rows]
+    A = [[f["vectors"] / r.latency_s, f["vectors"] * f["cycles"] / f["clock_hz"] / r.latency_s]
+         for f, r in zip(feats, rows)]
+    t0, k = nnls(A, [1.0] * len(rows))
     power = sum(r.energy_j for r in rows) / sum(r.latency_s for r in rows)
-    return dict(t0_s=t0, s_per_nz_mac=c_w, s_per_nz_act=c_a, power_w=power)
+    return dict(t0_s=t0, cycles_scale=k, power_w=power)
 
 
 def predict(row: Row, arch: dict, conv: dict, fc: dict) -> tuple[float, float]:
@@ -274,7 +274,7 @@ def predict(row: Row, arch: dict, conv: dict, fc: dict) -> tuple[float, float]:
         e = sum(x * k for x, k in zip(SA.conv_energy_terms(f, t), (
             conv["e_mac_j"], conv["e_glb_j_per_byte"], conv["e_io_j_per_byte"], conv["p_static_w"])))
         return t, e
-    t = SA.fc_latency(SA.fc_features(row.layer, {}), fc)
+    t = SA.fc_latency(SA.fc_features(row.layer, arch), fc)
     return t, t * fc["power_w"]
 
 
@@ -299,7 +299,7 @@ def fit_all(rows: list[Row], arch: dict, base_conv=None, base_fc=None) -> Fit:
     if not conv_rows and not base_conv:
         raise ConfigError("no conv rows to fit and no base profile to start from")
     conv = fit_conv(conv_rows, arch, base_conv) if conv_rows else dict(base_conv)
-    fc = fit_fc(fc_rows, base_fc) if fc_rows or base_fc else {}
+    fc = fit_fc(fc_rows, arch, base_fc) if fc_rows or base_fc else {}
     return Fit(arch, conv, fc, {})
 
 
@@ -323,7 +323,7 @@ def evaluate(rows: list[Row], arch: dict, base_conv=None, base_fc=None) -> dict:
                 conv = fit_conv(train, arch, base_conv)
                 t, e = predict(r, arch, conv, full.fc)
             else:
-                fc = fit_fc(train, base_fc)
+                fc = fit_fc(train, arch, base_fc)
                 t, e = predict(r, arch, full.conv, fc)
             tm, em = per_mac_predict(train, r)
             loo_new.append((r, t, e))

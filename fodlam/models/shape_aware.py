@@ -16,9 +16,10 @@ PE array (Eyeriss):
   coefficients fitted by non-negative least squares; the terms are the breakdown by
   component (compute, global buffer, off-chip I/O, static/clock).
 
-Fully-connected layers on a sparse engine (EIE): ``T = batch x (t0 + c_w x nonzero MACs +
-c_a x nonzero activations)`` (work per non-zero weight and per broadcast activation, plus a
-per-layer fixed cost), at the engine's constant power. Recurrent layers run their gate
+Fully-connected layers on a sparse engine (EIE): ``T = batch x (t0 + k x cycles / f)`` with
+``cycles = nonzero activations x max(1, column non-zeros / PEs)`` (each non-zero activation
+is broadcast and every PE works through its share of that column), a per-layer fixed cost
+``t0`` and a load-imbalance factor ``k``, at the engine's constant power. Recurrent layers run their gate
 matrix-vector products this way, step by step.
 
 Every coefficient comes from the accelerator profile (``[shape_model]``), written by
@@ -97,13 +98,18 @@ def conv_energy_terms(f: dict, total_s: float) -> list[float]:
 
 
 def fc_features(layer, arch: dict) -> dict:
-    wd, ad = layer.weight_density, layer.activation_density
-    return dict(nz_macs=layer.in_features * layer.out_features * wd * ad,
-                nz_act=layer.in_features * ad, vectors=layer.batch)
+    """EIE-style sparse fc: every non-zero input activation is broadcast to all PEs, and each
+    PE works through its share of that column's non-zero weights, at least one cycle."""
+    pes = float(arch.get("fc_pes", 64))
+    col_nnz = layer.out_features * layer.weight_density
+    nz_act = layer.in_features * layer.activation_density
+    return dict(cycles=nz_act * max(1.0, col_nnz / pes), nz_act=nz_act,
+                nz_macs=nz_act * col_nnz, vectors=layer.batch,
+                clock_hz=float(arch.get("fc_clock_mhz", 800)) * 1e6)
 
 
 def fc_latency(f: dict, c: dict) -> float:
-    return f["vectors"] * (c["t0_s"] + c["s_per_nz_mac"] * f["nz_macs"] + c["s_per_nz_act"] * f["nz_act"])
+    return f["vectors"] * (c["t0_s"] + c["cycles_scale"] * f["cycles"] / f["clock_hz"])
 
 
 class ShapeAware:
@@ -152,8 +158,8 @@ class ShapeAware:
                     "conv": "row-stationary mapping: active PEs, partial-sum buffer traffic, "
                             "max(compute, buffer) + DRAM; energy = MACs, buffer, I/O, static",
                     "matmul": "activation x activation products as 1x1 convolutions on the array",
-                    "fc": "sparse engine: per-layer fixed time + non-zero MACs + non-zero "
-                          "activations, at constant power",
+                    "fc": "sparse engine: per-layer fixed time + k x cycles, cycles = non-zero "
+                          "activations x max(1, column non-zeros / PEs), at constant power",
                     "rnn": "gate matrix-vector products as fc layers, every step and direction; "
                            "gate nonlinearities as elementwise ops",
                     "ops": "non-MAC work: one operation per PE per cycle on the whole array, "
@@ -193,8 +199,9 @@ class ShapeAware:
         t = fc_latency(f, self.fc)
         energy, latency = self._scaled(t * self.fc_power_w, t)
         how = (f"sparse fc: {f['vectors']} vector(s) x ({self.fc['t0_s'] * 1e6:.3g} us + "
-               f"{f['nz_macs']:.4g} non-zero MACs + {f['nz_act']:.4g} non-zero activations) "
-               f"at {self.fc_power_w:.3g} W (weight density {layer.weight_density:g}, "
+               f"{self.fc['cycles_scale']:.3g} x {f['cycles']:.4g} cycles: {f['nz_act']:.4g} "
+               f"non-zero activations x their columns' non-zeros over the PEs) at "
+               f"{self.fc_power_w:.3g} W (weight density {layer.weight_density:g}, "
                f"activation density {layer.activation_density:g})")
         return Estimate(energy, latency, "model", how, components={"sparse_engine": energy},
                         energy_interval=self._interval("fc", energy, "energy"),
