@@ -299,10 +299,10 @@ def cmd_report(args) -> int:
         raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
     dims = {k: int(v) for k, v in parse_assignments(args.dim, "VALUE", "--dim").items()}
     profile = profile_target(args.model, args.input_shape, dims, args.accelerator)
-    try:
-        import matplotlib  # noqa: F401  (a clear message when the report extra is missing)
-    except ImportError:
-        raise InputError("reports need matplotlib: pip install 'fodlam[report]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError("reports need matplotlib: pip install 'fodlam[report]'")
     if args.html:
         from .report import html
         try:

@@ -1468,4 +1468,3 @@ def write_annotated(path, profile, out_path) -> None:
 
 
 __all__ = ["LOWERINGS", "import_file", "profile_file", "write_annotated", "load"]
-_ = math  # (kept for lowerings that need it)

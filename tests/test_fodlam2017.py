@@ -1,7 +1,6 @@
 """The 2017 model: parity with the 2017 tool, and per-inference numbers by hand."""
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import fodlam
-from fodlam.errors import FodlamError, ModelError, UnmodeledError
+from fodlam.errors import FodlamError, UnmodeledError
 
 from conftest import run_cli
 

@@ -4,14 +4,11 @@ never another exception, a hang, or a read outside the model's folder."""
 import json
 import math
 import os
-import random
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 

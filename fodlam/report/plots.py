@@ -87,8 +87,6 @@ def roofline_points(profile):
 
 
 def draw_roofline(ax, profile) -> None:
-    import math
-
     acc = profile.accelerator
     peak = acc.get("peak_macs_per_s")
     bandwidth = acc.get("dram_bytes_per_s")
@@ -115,7 +113,6 @@ def draw_roofline(ax, profile) -> None:
     ax.grid(True, which="both", alpha=0.2)
     if points or (peak and bandwidth):
         ax.legend(fontsize=7, loc="lower right")
-    _ = math
 
 
 def figure_layers(profile, top: int = 25):
