@@ -19,7 +19,8 @@ from pathlib import Path
 from fodlam import layers as L
 from fodlam import technology
 from fodlam.errors import ConfigError
-from fodlam.models import shape_aware as SA
+from fodlam import engines as EN
+from fodlam.nest import nests
 
 from . import chip_figure, eie, eyeriss
 
@@ -198,41 +199,60 @@ def nnls(A, b):
 # ---- fitting ------------------------------------------------------------------------------
 
 def _conv_geo(row):
-    return SA.conv_geometry(row.layer)
+    """The loop nest of a measured conv layer."""
+    return nests(row.layer)[0]
+
+
+def _arch(arch: dict) -> dict:
+    a = dict(arch, clock_hz=float(arch.get("clock_mhz", 200)) * 1e6)
+    a.setdefault("bytes_per_element", 2)
+    return a
+
+
+def _dram_bw(arch: dict):
+    v = arch.get("dram_bytes_per_s")
+    return float(v) if v else None
 
 
 def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
     base = dict(base or {})
-    arch = dict(arch, clock_hz=float(arch.get("clock_mhz", 200)) * 1e6)
-    arch.setdefault("bytes_per_element", 2)
+    arch = _arch(arch)
     geos = [_conv_geo(r) for r in rows]
-    # 1. channel tile from measured buffer accesses, where published
+    # 1. channel tile from measured buffer accesses, where published: every (kappa, q_cap)
+    #    whose traffic error is within 10% of the best stays a candidate
     with_glb = [(g, r) for g, r in zip(geos, rows) if r.glb_bytes]
     if with_glb:
-        best = None
-        for kappa in range(100, 4001, 25):
+        scored = []
+        for kappa in (100 * 1.02 ** i for i in range(187)):
             for q_cap in (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32):
-                err = sum(abs(SA.conv_features(g, arch, kappa, q_cap)["glb"] - r.glb_bytes) / r.glb_bytes
+                err = sum(abs(EN.rs_features(g, arch, kappa, q_cap)["glb"] - r.glb_bytes) / r.glb_bytes
                           for g, r in with_glb) / len(with_glb)
-                if best is None or err < best[0] - 1e-12:
-                    best = (err, kappa, q_cap)
-        kappa, q_cap = float(best[1]), float(best[2])
+                scored.append((err, round(kappa, 3), float(q_cap)))
+        floor = min(e for e, _, _ in scored)
+        candidates = sorted(c for c in scored if c[0] <= floor * 1.1 + 1e-12)
     else:
-        kappa, q_cap = float(base.get("kappa", 1000)), float(base.get("q_cap", 7))
-    feats = [SA.conv_features(g, arch, kappa, q_cap) for g in geos]
-    # 2. compute efficiency and buffer bandwidth (bandwidth >= the highest observed)
+        candidates = [(0.0, float(base.get("kappa", 1000)), float(base.get("q_cap", 7)))]
+    # 2. compute efficiency and buffer bandwidth (bandwidth >= the highest observed), and
+    #    the candidate tile whose traffic and processing times fit best together
     target = [r.processing_s or r.latency_s for r in rows]
-    observed = [(r.glb_bytes or f["glb"]) / t for r, f, t in zip(rows, feats, target)]
-    bw_min = max(observed)
     best = None
-    for i in range(51):
-        eta = 0.5 + 0.01 * i
-        for j in range(41):
-            bw = bw_min * (1 + j * 0.025)
-            err = sum(abs(max(f["tc"] / eta, f["glb"] / bw) - t) / t for f, t in zip(feats, target))
-            if best is None or err < best[0] - 1e-12:
-                best = (err, eta, bw)
-    _, eta, bw = best
+    n = len(rows)
+    for glb_err, kappa, q_cap in candidates:
+        feats = [EN.rs_features(g, arch, kappa, q_cap) for g in geos]
+        bw_min = max((r.glb_bytes or f["glb"]) / t for r, f, t in zip(rows, feats, target))
+        # relative error of max(tc / eta, glb / bw) against the measured time, per row
+        tcs = [f["tc"] / t for f, t in zip(feats, target)]
+        glbs = [f["glb"] / t for f, t in zip(feats, target)]
+        for j in range(101):
+            bw = bw_min * (1 + j * 0.01)
+            buf = [g / bw for g in glbs]
+            for i in range(101):
+                eta = 0.5 + 0.005 * i
+                err = sum(abs((c / eta if c / eta > b else b) - 1.0) for c, b in zip(tcs, buf)) / n + glb_err
+                if best is None or err < best[0] - 1e-12:
+                    best = (err, eta, bw, kappa, q_cap)
+    _, eta, bw, kappa, q_cap = best
+    feats = [EN.rs_features(g, arch, kappa, q_cap) for g in geos]
     proc = [max(f["tc"] / eta, f["glb"] / bw) for f in feats]
     # 3. DRAM time not hidden behind processing
     if all(r.processing_s for r in rows):
@@ -243,10 +263,9 @@ def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
         dram_a = dram_b = 0.0
     coeffs = dict(kappa=kappa, q_cap=q_cap, eta=eta, glb_bytes_per_s=bw, dram_a=dram_a, dram_b=dram_b)
     # 4. energy by component
-    totals = [SA.conv_latency(f, coeffs)[1] for f in feats]
-    A = [[x / r.energy_j for x in SA.conv_energy_terms(f, t)] for f, t, r in zip(feats, totals, rows)]
-    e_mac, e_glb, e_io, p_static = nnls(A, [1.0] * len(rows))
-    coeffs.update(e_mac_j=e_mac, e_glb_j_per_byte=e_glb, e_io_j_per_byte=e_io, p_static_w=p_static)
+    totals = [EN.rs_latency(f, coeffs, _dram_bw(arch))[1] for f in feats]
+    A = [[x / r.energy_j for x in EN.rs_energy_terms(f, t)] for f, t, r in zip(feats, totals, rows)]
+    coeffs.update(zip(EN.RS_ENERGY_KEYS, nnls(A, [1.0] * len(rows))))
     return coeffs
 
 
@@ -256,7 +275,7 @@ def fit_fc(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
         if not base:
             raise ConfigError("at least 3 fc rows are needed to fit the fc model (or give a base profile)")
         return base
-    feats = [SA.fc_features(r.layer, arch) for r in rows]
+    feats = [EN.sparse_features(nests(r.layer)[0], arch) for r in rows]
     A = [[f["vectors"] / r.latency_s, f["vectors"] * f["cycles"] / f["clock_hz"] / r.latency_s]
          for f, r in zip(feats, rows)]
     t0, k = nnls(A, [1.0] * len(rows))
@@ -267,14 +286,12 @@ def fit_fc(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
 def predict(row: Row, arch: dict, conv: dict, fc: dict) -> tuple[float, float]:
     """(latency_s, energy_j) of a row's layer at its measured batch."""
     if row.kind == "conv":
-        a = dict(arch, clock_hz=float(arch.get("clock_mhz", 200)) * 1e6)
-        a.setdefault("bytes_per_element", 2)
-        f = SA.conv_features(_conv_geo(row), a, conv["kappa"], conv["q_cap"])
-        _, t = SA.conv_latency(f, conv)
-        e = sum(x * k for x, k in zip(SA.conv_energy_terms(f, t), (
-            conv["e_mac_j"], conv["e_glb_j_per_byte"], conv["e_io_j_per_byte"], conv["p_static_w"])))
+        a = _arch(arch)
+        f = EN.rs_features(_conv_geo(row), a, conv["kappa"], conv["q_cap"])
+        _, t = EN.rs_latency(f, conv, _dram_bw(a))
+        e = sum(x * conv[k] for x, k in zip(EN.rs_energy_terms(f, t), EN.RS_ENERGY_KEYS))
         return t, e
-    t = SA.fc_latency(SA.fc_features(row.layer, arch), fc)
+    t = EN.sparse_latency(EN.sparse_features(nests(row.layer)[0], arch), fc)
     return t, t * fc["power_w"]
 
 
@@ -383,6 +400,8 @@ def profile_toml(fit: Fit, evaluation: dict, *, name: str, description: str, pro
              'technology_scaling = "dennard"', "", "[sources]"]
     lines += [f"{k} = {val(v)}" for k, v in sources.items()]
     lines += ["", "[architecture]"] + [f"{k} = {val(v)}" for k, v in fit.arch.items() if k != "clock_hz"]
+    dispatch = dict((base_params or {}).get("dispatch") or {"rule": "gemm-to-sparse"})
+    lines += ["", "[dispatch]"] + [f"{k} = {val(v)}" for k, v in dispatch.items()]
     roof = (base_params or {}).get("roofline")
     if roof:
         lines += ["", "[roofline]"] + [f"{k} = {val(v)}" for k, v in roof.items()]

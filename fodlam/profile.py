@@ -93,17 +93,32 @@ class NodeCost:
         for layer, est in zip(self.node.layers, self.estimates):
             d = layer.to_dict()
             d.update(energy_j=est.energy_j, latency_s=est.latency_s, method=est.method)
+            if est.engine:
+                d.update(engine=est.engine, bound=est.bound, mapping=est.mapping)
             layers.append(d)
+        origin = dict(self.node.origin)
+        engine = self.engine
+        if engine:
+            origin["engine"] = engine
         out = {"name": self.name, "op": self.op, "kind": self.kind, "macs": self.macs,
                "ops": self.ops, "energy_j": self.energy_j, "latency_s": self.latency_s,
                "modeled": self.node.modeled, "method": self.method, "how": self.how,
-               "origin": dict(self.node.origin), "layers": layers}
+               "origin": origin, "layers": layers}
+        if engine:
+            out["engine"] = engine
+            out["engine_reason"] = next(e.engine_reason for e in self.estimates if e.engine)
         interval = self.interval()
         if interval:
             out["energy_j_interval"], out["latency_s_interval"] = interval
         if self.components:
             out["components"] = self.components
         return out
+
+    @property
+    def engine(self) -> str | None:
+        """The engine(s) that ran this node's MAC work, as the cost model's dispatch chose."""
+        names = [e.engine for e in self.estimates if e.engine]
+        return " + ".join(dict.fromkeys(names)) if names else None
 
     @property
     def components(self) -> dict:

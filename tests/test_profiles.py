@@ -42,8 +42,10 @@ def test_systolic_utilisation():
     assert utilisation(3 * 49, 64, 256, 256) == pytest.approx(147 / 256 * 64 / 256)
     tpu = Roofline("tpu-v1")
     big = tpu.estimate(L.fc(4096, 4096, 4096))
-    # compute bound at full utilisation: MACs / (256 x 256 x 700 MHz)
-    assert big.latency_s == pytest.approx(4096 ** 3 / (256 * 256 * 700e6), rel=1e-9)
+    # systolic timing: 16 x 16 weight tiles; the 4096 rows (8 KiB each) need two row tiles
+    # of the 24 MiB buffer; each tile pays 2 x 256 + 256 - 2 cycles of load/fill/drain
+    assert big.latency_s == pytest.approx(256 * (2 * 766 + 4096) / 700e6, rel=1e-9)
+    assert big.mapping["row_tiles"] == 2 and big.bound == "compute-bound"
     small = tpu.estimate(L.fc(1, 4096, 4096))   # one vector: bound by reading the weights
     assert small.latency_s == pytest.approx(4096 * 4096 / 34e9, rel=1e-9)
 

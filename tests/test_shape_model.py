@@ -93,7 +93,8 @@ def test_estimates_carry_interval_components_and_coefficients():
     est = model.estimate(layer)
     lo, hi = est.energy_interval
     assert lo < est.energy_j < hi
-    assert set(est.components) == {"compute", "global_buffer", "offchip_io", "static"}
+    assert set(est.components) == {"array", "global_buffer", "offchip_io"}
+    assert est.engine.startswith("array") and "gemm-to-sparse" in est.engine_reason
     assert sum(est.components.values()) == pytest.approx(est.energy_j)
     assert "active PEs" in est.how and "q=" in est.how
     desc = model.describe()
@@ -107,7 +108,7 @@ def test_profile_json_has_intervals_and_components():
     total = data["total"]
     lo, hi = total["energy_j_interval"]
     assert lo <= total["energy_j"] <= hi
-    assert set(total["energy_j_by_component"]) >= {"compute", "global_buffer"}
+    assert set(total["energy_j_by_component"]) >= {"array", "global_buffer"}
     assert data["cost_model"]["name"] == "fodlam-shape"
     assert data["nodes"][0]["components"]
     legacy = fodlam.profile(torch.nn.Conv2d(16, 32, 3, padding=1), (1, 16, 32, 32),

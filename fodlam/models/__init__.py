@@ -25,6 +25,11 @@ class Estimate:
     #: [low, high] ranges from the calibration residuals, where the model gives them
     energy_interval: list | None = field(default=None, compare=False)
     latency_interval: list | None = field(default=None, compare=False)
+    #: the engine that ran the layer, why it was chosen, its mapping and what bound it
+    engine: str | None = field(default=None, compare=False)
+    engine_reason: str | None = field(default=None, compare=False)
+    mapping: dict | None = field(default=None, compare=False)
+    bound: str | None = field(default=None, compare=False)
 
 
 def _fodlam2017(accelerator, **options):

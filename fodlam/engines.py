@@ -1,0 +1,261 @@
+"""Engines: the hardware that runs a loop nest (``fodlam/nest.py``), first order.
+
+Each engine maps a nest with its dataflow against its buffers and bandwidths, in closed
+form, and returns the latency, the energy by component, the mapping it chose and the
+bound (compute, buffer or DRAM). Engines never see the op a nest came from.
+
+* ``RowStationary``: Eyeriss's PE array (Chen et al., JSSC 2017), fitted on its 18
+  published conv layers (``calibration/fit.py``).
+* ``SparseVector``: EIE (Han et al., ISCA 2016): one broadcast vector per GEMM row,
+  fitted on its 6 published fc layers.
+* ``WeightStationary``: a systolic array (TPU v1's matrix unit, NVDLA's MAC array) timed
+  by the systolic rule of SCALE-Sim (Samajdar et al.): per weight tile (fold), the rows
+  streamed plus weight loading, fill and drain, ``2 x array rows + array columns - 2``;
+  rows tiled against the on-chip buffer; DRAM traffic overlapped with compute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from .errors import ConfigError
+from .nest import Nest
+
+#: energy components of the row-stationary array, in the order of ``rs_energy_terms``
+RS_COMPONENTS = ("array", "global_buffer", "offchip_io")
+#: their coefficients in the profile's [shape_model.conv] table
+RS_ENERGY_KEYS = ("p_array_w", "e_glb_j_per_byte", "e_io_j_per_byte")
+
+
+@dataclass
+class EngineCost:
+    engine: str
+    latency_s: float
+    components: dict
+    bound: str
+    how: str
+    mapping: dict = field(default_factory=dict)
+
+    @property
+    def energy_j(self) -> float:
+        return sum(self.components.values())
+
+
+# ---- row-stationary array (Eyeriss) ---------------------------------------------------------
+
+@lru_cache(maxsize=4096)
+def active_pes(R: int, E: int, rows: int, cols: int) -> float:
+    """Active PEs of an R x E row-stationary PE set on a rows x cols array."""
+    R, E = max(1, int(R)), max(1, int(E))
+    if R > rows:  # filter taller than the array: split rows over passes
+        R = rows
+    segments = math.ceil(E / cols)
+    if R * segments <= rows:
+        sets = rows // (R * segments)
+        if E > cols:
+            return float(R * E * sets)
+        return float(R * E * sets * (cols // E))
+    best = 0.0
+    sets_v = rows // R
+    for e in range(1, cols + 1):
+        sets_h = cols // e
+        strips = math.ceil(E / (e * sets_h))
+        util = E / (strips * e * sets_h)
+        best = max(best, R * e * sets_h * sets_v * util)
+    return best
+
+
+def rs_features(nest: Nest, arch: dict, kappa: float, q_cap: float) -> dict:
+    """What the row-stationary mapping moves and computes for a nest.
+
+    Active PEs from the R x E logical PE set (a GEMM, e = r = 1, fills the array); partial
+    sums make a round trip through the global buffer per tile of ``q`` input channels,
+    ``q = clamp(kappa / (E x R x sqrt(S)), 1, q_cap)``: the tile shrinks as the working set
+    of a plane pass grows (output rows, filter rows, and sub-linearly filter width), and
+    does not depend on the batch (items are processed one plane at a time, so a batch
+    costs the sum of its items); the input map is read once; DRAM carries the input and
+    output maps and the B operand (weights) once."""
+    bpe = arch["bytes_per_element"]
+    A = active_pes(nest.r, nest.e, arch["pe_rows"], arch["pe_cols"])
+    q = min(max(kappa / (nest.e * nest.r * math.sqrt(nest.s)), 1.0), q_cap, float(nest.c))
+    outputs = nest.steps * nest.groups * nest.rows * nest.m
+    psum = 2 * bpe * outputs * nest.c / q
+    ifm = bpe * nest.in_elems
+    ofm = bpe * nest.out_elems
+    w = bpe * nest.b_elems * nest.steps
+    macs = nest.macs
+    return dict(A=A, q=q, macs=macs, tc=macs / (A * arch["clock_hz"]), glb=psum + ifm, ifm=ifm,
+                ofm=ofm, act=ifm + ofm, w=w, dram=ifm + ofm + w)
+
+
+def rs_latency(f: dict, c: dict, dram_bytes_per_s: float | None = None) -> tuple[float, float]:
+    """(processing, total) seconds: max(compute, buffer), plus DRAM time not hidden, and
+    never faster than the DRAM interface allows."""
+    proc = max(f["tc"] / c["eta"], f["glb"] / c["glb_bytes_per_s"])
+    total = proc * (1 + c["dram_a"]) + c["dram_b"] * f["ofm"]
+    if dram_bytes_per_s:
+        total = max(total, f["dram"] / dram_bytes_per_s)
+    return proc, total
+
+
+def rs_energy_terms(f: dict, total_s: float) -> list[float]:
+    """What each energy coefficient multiplies: the array (PEs, scratchpads, clock) for the
+    time it runs, global-buffer bytes, and activation bytes over the chip's I/O. On the 18
+    published layers (chip power 218-332 mW) per-MAC energy cannot be told apart from the
+    array's power x time, so the fit keeps the time term (see calibration/fit.py)."""
+    return [total_s, f["glb"], f["act"]]
+
+
+class RowStationary:
+    kind = "row-stationary array"
+
+    def __init__(self, name: str, arch: dict, coeffs: dict):
+        self.name = name
+        self.arch = dict(arch)
+        self.arch.setdefault("bytes_per_element", 2)
+        self.arch["clock_hz"] = float(self.arch.get("clock_mhz", 200)) * 1e6
+        self.c = dict(coeffs)
+        self.dram_bw = float(self.arch["dram_bytes_per_s"]) if self.arch.get("dram_bytes_per_s") else None
+        self.energies = [float(self.c[k]) for k in RS_ENERGY_KEYS]
+
+    def cost(self, nest: Nest) -> EngineCost:
+        c = self.c
+        f = rs_features(nest, self.arch, c["kappa"], c["q_cap"])
+        proc, total = rs_latency(f, c, self.dram_bw)
+        parts = {k: t * e for k, t, e in zip(RS_COMPONENTS, rs_energy_terms(f, total), self.energies)}
+        t_c, t_b = f["tc"] / c["eta"], f["glb"] / c["glb_bytes_per_s"]
+        if self.dram_bw and f["dram"] / self.dram_bw >= total:
+            bound = "DRAM-bound"
+        else:
+            bound = "buffer-bound" if t_b > t_c else "compute-bound"
+        how = (f"{f['A']:.0f} active PEs (R={nest.r}, E={nest.e}), channel tile q={f['q']:.2f}, "
+               f"{f['glb'] / 1e6:.3g} MB buffer traffic, {f['dram'] / 1e6:.3g} MB DRAM, {bound}")
+        mapping = {"active_pes": f["A"], "channel_tile": f["q"], "buffer_bytes": f["glb"],
+                   "dram_bytes": f["dram"], "compute_s": t_c, "buffer_s": t_b}
+        return EngineCost(self.name, total, parts, bound, how, mapping)
+
+
+# ---- sparse vector engine (EIE) ------------------------------------------------------------
+
+def sparse_features(nest: Nest, arch: dict) -> dict:
+    """EIE-style: every non-zero input activation of a row is broadcast to all PEs and each
+    PE works through its share of that column's non-zero weights, at least one cycle."""
+    pes = float(arch.get("fc_pes", 64))
+    col_nnz = nest.m * nest.weight_density
+    nz_act = nest.k * nest.activation_density
+    cycles = nz_act * max(1.0, col_nnz / pes)
+    # an activation B operand is written into the PEs' weight SRAM at run time (dense, one
+    # 64-bit word = four 16-bit values per PE per cycle) before the rows stream
+    load = nest.m * nest.k / (pes * 4) if nest.b_operand != "weight" else 0.0
+    reps = nest.steps * nest.groups
+    return dict(cycles=cycles, nz_act=nz_act, nz_macs=nz_act * col_nnz, vectors=reps * nest.rows,
+                load_cycles=reps * load, clock_hz=float(arch.get("fc_clock_mhz", 800)) * 1e6)
+
+
+def sparse_latency(f: dict, c: dict) -> float:
+    return (f["vectors"] * (c["t0_s"] + c["cycles_scale"] * f["cycles"] / f["clock_hz"])
+            + f["load_cycles"] / f["clock_hz"])
+
+
+class SparseVector:
+    kind = "sparse vector engine"
+
+    def __init__(self, name: str, arch: dict, coeffs: dict):
+        self.name = name
+        self.arch = dict(arch)
+        self.c = dict(coeffs)
+        self.power_w = float(self.c["power_w"])
+
+    def cost(self, nest: Nest) -> EngineCost:
+        f = sparse_features(nest, self.arch)
+        t = sparse_latency(f, self.c)
+        how = (f"{f['vectors']} vector(s) x ({self.c['t0_s'] * 1e6:.3g} us + "
+               f"{self.c['cycles_scale']:.3g} x {f['cycles']:.4g} cycles: {f['nz_act']:.4g} "
+               f"non-zero activations x their columns' non-zeros over the PEs)"
+               + (f" + {f['load_cycles']:.4g} cycles loading the activation operand"
+                  if f["load_cycles"] else "")
+               + f" at {self.power_w:.3g} W (weight density {nest.weight_density:g}, "
+               f"activation density {nest.activation_density:g})")
+        mapping = {"vectors": f["vectors"], "cycles_per_vector": f["cycles"],
+                   "load_cycles": f["load_cycles"]}
+        return EngineCost(self.name, t, {"sparse_engine": t * self.power_w}, "compute-bound",
+                          how, mapping)
+
+
+# ---- weight-stationary systolic array (TPU v1, NVDLA) -------------------------------------
+
+class WeightStationary:
+    kind = "weight-stationary systolic array"
+
+    def __init__(self, name: str, arch: dict, power: dict | None, energy: dict | None):
+        try:
+            self.ak = int(arch["array_k"])
+            self.an = int(arch["array_n"])
+            self.clock_hz = float(arch["clock_mhz"]) * 1e6
+            self.bpe = float(arch.get("bytes_per_element", 1))
+            self.onchip = float(arch["onchip_bytes"])
+            self.dram_bw = float(arch["dram_bytes_per_s"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"[architecture] needs array_k, array_n, clock_mhz, onchip_bytes, "
+                              f"dram_bytes_per_s ({e})") from None
+        self.activations = str(arch.get("activations", "streamed"))
+        if self.activations not in ("streamed", "resident"):
+            raise ConfigError(f"[architecture] activations must be 'streamed' or 'resident', "
+                              f"not {self.activations!r}")
+        self.name = name
+        self.power, self.energy = power, energy
+        self.peak = self.ak * self.an * self.clock_hz
+        self.fill = 2 * self.ak + self.an - 2
+
+    def mapping(self, nest: Nest) -> dict:
+        K, N, T = nest.k, nest.m, nest.rows
+        folds_k, folds_n = math.ceil(K / self.ak), math.ceil(N / self.an)
+        folds = folds_k * folds_n
+        # rows stay on chip while every weight tile passes over them; rows that do not fit
+        # are processed in tiles, each of which loads every weight tile again
+        row_bytes = (K + N) * self.bpe
+        rows_per_tile = max(1, int(self.onchip // row_bytes))
+        tiles = math.ceil(T / rows_per_tile)
+        reps = nest.steps * nest.groups
+        cycles = reps * folds * (tiles * self.fill + T)
+        b_bytes = reps * K * N * self.bpe * tiles
+        act = (nest.in_elems + nest.out_elems) * self.bpe
+        # streamed: every layer reads its input maps from DRAM and writes its outputs back
+        # (NVDLA); resident: maps stay in the on-chip buffer between layers (TPU v1's
+        # Unified Buffer), and rows beyond it cost weight reloads (the row tiles above)
+        act_dram = act if self.activations == "streamed" else 0.0
+        sram = reps * self.bpe * (T * K * folds_n + T * N * (2 * folds_k - 1)) + b_bytes
+        return dict(folds=folds, folds_k=folds_k, folds_n=folds_n, row_tiles=tiles,
+                    fill_drain_cycles=reps * folds * tiles * self.fill, cycles=cycles,
+                    dram_bytes=b_bytes + act_dram, activation_dram_bytes=act_dram,
+                    sram_bytes=sram)
+
+    def cost(self, nest: Nest) -> EngineCost:
+        mp = self.mapping(nest)
+        t_c = mp["cycles"] / self.clock_hz
+        t_d = mp["dram_bytes"] / self.dram_bw
+        t = max(t_c, t_d)
+        macs = nest.macs
+        parts = self.energy_parts(macs, mp["sram_bytes"], mp["dram_bytes"], t, macs / self.peak)
+        bound = "DRAM-bound" if t_d > t_c else "compute-bound"
+        util = macs / (mp["cycles"] * self.ak * self.an) if mp["cycles"] else 0.0
+        how = (f"{self.ak}x{self.an} array, {mp['folds']} weight tile(s) x {mp['row_tiles']} row "
+               f"tile(s), {mp['fill_drain_cycles']:.0f} fill/drain cycles of {mp['cycles']:.0f}, "
+               f"utilisation {util:.2f}, {mp['dram_bytes'] / 1e6:.3g} MB DRAM, {bound}")
+        mp.update(compute_s=t_c, dram_s=t_d, utilisation=util)
+        return EngineCost(self.name, t, parts, bound, how, mp)
+
+    def energy_parts(self, macs: float, sram: float, dram: float, seconds: float,
+                     busy_s: float) -> dict:
+        """Energy from measured idle/busy power (busy for the seconds the MACs need at peak)
+        or from per-operation energies."""
+        if self.power:
+            idle, busy = float(self.power["idle_w"]), float(self.power["busy_w"])
+            return {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
+        en = self.energy
+        return {"compute": macs * float(en["mac_j"]),
+                "onchip_sram": sram * float(en["sram_j_per_byte"]),
+                "dram": dram * float(en["dram_j_per_byte"]),
+                "static": float(en.get("leakage_w", 0.0)) * seconds}
