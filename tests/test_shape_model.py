@@ -44,6 +44,16 @@ def test_leave_one_out_meets_targets_and_beats_per_mac(evaluation):
     assert len(conv["layers"]) == 18
 
 
+def test_no_regression_where_the_model_was_right(evaluation):
+    """The figures of the model before the loop-nest rework are the ceiling: leave-one-out
+    on the 18 Eyeriss layers at most 6.5% latency / 11.7% energy mean (worst under 25% /
+    35%), EIE fc leave-one-out mean at most 22.2%."""
+    conv = evaluation["loo"]["conv"]["new"]
+    assert conv["latency"]["mean"] <= 0.065 and conv["latency"]["max"] < 0.25
+    assert conv["energy"]["mean"] <= 0.117 and conv["energy"]["max"] < 0.35
+    assert evaluation["loo"]["fc"]["new"]["latency"]["mean"] <= 0.222
+
+
 def test_cross_network_within_20_percent(evaluation):
     cross = evaluation["cross_network"]
     assert set(cross) == {"AlexNet->VGG16", "VGG16->AlexNet"}
