@@ -27,3 +27,32 @@ def run_cli(*args, stdin=None, cwd=None, script="fodlam", env=None):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# ---- the suite leaves the work tree as it found it ---------------------------------------
+
+def _git_status() -> set[str] | None:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(out.stdout.splitlines()) if out.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config._fodlam_git_status = _git_status()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write only under tmp_path: a file the run added or changed in the work tree
+    (model debris, external data, caches not in .gitignore) fails the session."""
+    before = getattr(session.config, "_fodlam_git_status", None)
+    after = _git_status()
+    if before is None or after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        sys.stderr.write("\nthe test run changed the work tree (tests must write under tmp_path):\n"
+                         + "\n".join(f"  {line}" for line in new) + "\n")
+        session.exitstatus = 1
