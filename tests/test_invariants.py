@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from fodlam import layers as L
 from fodlam.accelerator import bundled, load_accelerator
 from fodlam.api import cost_model_for
-from fodlam.calibration import fit as F
 from fodlam.nest import nests
+
+from conftest import run_cli
 
 #: examples per property and profile; FODLAM_PROPERTY_EXAMPLES=1000 for a longer campaign
 SETTINGS = settings(max_examples=int(os.environ.get("FODLAM_PROPERTY_EXAMPLES", 60)), deadline=None,
@@ -31,15 +32,16 @@ RS_SPLIT_BOUND = 2.0
 
 @pytest.fixture(scope="module")
 def calibrated_profile(tmp_path_factory):
-    """A profile written by the calibration code from the bundled measurements."""
-    base = load_accelerator()
-    arch = dict(base.params["architecture"])
-    ev = F.evaluate(F.bundled_rows(), arch)
-    text = F.profile_toml(ev["fit"], ev, name="calibrated-test", description="test", process_nm=65,
-                          sources={"data": "bundled"}, base_params=base.params)
-    path = tmp_path_factory.mktemp("profiles") / "calibrated-test.toml"
-    path.write_text(text)
-    return str(path)
+    """A profile written by 'fodlam calibrate' from one network's measurements (VGG-16's
+    conv layers and EIE's fc layers, in the user CSV format)."""
+    from test_shape_model import _write_user_csv
+
+    folder = tmp_path_factory.mktemp("profiles")
+    _write_user_csv(folder / "vgg.csv", "VGG16")
+    out = folder / "calibrated.toml"
+    r = run_cli("calibrate", "--data", str(folder / "vgg.csv"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return str(out)
 
 
 @pytest.fixture(scope="module")
