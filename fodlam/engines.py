@@ -214,11 +214,14 @@ class WeightStationary:
         folds_k, folds_n = math.ceil(K / self.ak), math.ceil(N / self.an)
         folds = folds_k * folds_n
         # rows stay on chip while every weight tile passes over them; rows that do not fit
-        # are processed in tiles, each of which loads every weight tile again
-        row_bytes = (K + N) * self.bpe
-        rows_per_tile = max(1, int(self.onchip // row_bytes))
-        tiles = math.ceil(T / rows_per_tile)
+        # are processed in tiles, each of which loads every weight tile again. A row holds
+        # its share of the input map (never more than its im2col row: a strided 1x1 conv
+        # reads only the pixels it samples) and its outputs
         reps = nest.steps * nest.groups
+        row_in = min(nest.in_elems / max(1, reps * T), K)
+        row_bytes = (row_in + N) * self.bpe
+        rows_per_tile = max(1, int(self.onchip // max(row_bytes, 1e-9)))
+        tiles = math.ceil(T / rows_per_tile)
         cycles = reps * folds * (tiles * self.fill + T)
         b_bytes = reps * K * N * self.bpe * tiles
         act = (nest.in_elems + nest.out_elems) * self.bpe
