@@ -216,10 +216,11 @@ class WeightStationary:
         # rows stay on chip while every weight tile passes over them; rows that do not fit
         # are processed in tiles, each of which loads every weight tile again. A row holds
         # its share of the input map (never more than its im2col row: a strided 1x1 conv
-        # reads only the pixels it samples) and its outputs
+        # reads only the pixels it samples), reused by every column of weight tiles, and
+        # the partial sums of one column of tiles (outputs leave as each column finishes)
         reps = nest.steps * nest.groups
         row_in = min(nest.in_elems / max(1, reps * T), K)
-        row_bytes = (row_in + N) * self.bpe
+        row_bytes = (row_in + min(N, self.an)) * self.bpe
         rows_per_tile = max(1, int(self.onchip // max(row_bytes, 1e-9)))
         tiles = math.ceil(T / rows_per_tile)
         cycles = reps * folds * (tiles * self.fill + T)

@@ -42,10 +42,13 @@ def test_systolic_utilisation():
     assert utilisation(3 * 49, 64, 256, 256) == pytest.approx(147 / 256 * 64 / 256)
     tpu = Roofline("tpu-v1")
     big = tpu.estimate(L.fc(4096, 4096, 4096))
-    # systolic timing: 16 x 16 weight tiles; the 4096 rows (8 KiB each) need two row tiles
-    # of the 24 MiB buffer; each tile pays 2 x 256 + 256 - 2 cycles of load/fill/drain
-    assert big.latency_s == pytest.approx(256 * (2 * 766 + 4096) / 700e6, rel=1e-9)
-    assert big.mapping["row_tiles"] == 2 and big.bound == "compute-bound"
+    # systolic timing: 16 x 16 weight tiles, each streaming the 4096 rows after 2 x 256 +
+    # 256 - 2 cycles of weight load, fill and drain; the rows (4 KiB of input and one
+    # 256-wide column of partial sums each) fit the 24 MiB buffer in one row tile
+    assert big.latency_s == pytest.approx(256 * (766 + 4096) / 700e6, rel=1e-9)
+    assert big.mapping["row_tiles"] == 1 and big.bound == "compute-bound"
+    nv = Roofline("nvdla-nv-small")     # 128 KiB: 128 rows of 3072 inputs need 4 row tiles
+    assert nv.estimate(L.fc(128, 3072, 768)).mapping["row_tiles"] == 4
     small = tpu.estimate(L.fc(1, 4096, 4096))   # one vector: bound by reading the weights
     assert small.latency_s == pytest.approx(4096 * 4096 / 34e9, rel=1e-9)
 
