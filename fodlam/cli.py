@@ -297,6 +297,9 @@ def profile_target(target: str, input_shapes, dims=None, accelerator=None):
 def cmd_report(args) -> int:
     if not args.html and not args.png:
         raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
+    from .sweep import is_sweep_result
+    if is_sweep_result(args.model):
+        return _sweep_report(args)
     dims = {k: int(v) for k, v in parse_assignments(args.dim, "VALUE", "--dim").items()}
     profile = profile_target(args.model, args.input_shape, dims, args.accelerator)
     import importlib.util
@@ -319,6 +322,94 @@ def cmd_report(args) -> int:
             raise InputError(f"cannot write {args.png}: {e.strerror or e}") from None
     print(f"fodlam: report of {profile.model.get('name')}: "
           + ", ".join(p for p in (args.html, args.png) if p), file=sys.stderr)
+    return 0
+
+
+# ---- fodlam sweep -------------------------------------------------------------------------
+
+def cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from . import sweep as S
+    from .units import format_si
+
+    spec = S.load_sweep(args.sweep)
+    prefix = Path(args.output) if args.output else spec.path.with_name(spec.path.stem + "-results")
+    if prefix.suffix in (".csv", ".parquet"):
+        prefix = prefix.with_suffix("")
+    if not args.no_parquet:
+        import importlib.util
+        if importlib.util.find_spec("pyarrow") is None:
+            raise InputError("Parquet output needs pyarrow: pip install 'fodlam[sweep]', or pass --no-parquet")
+    cache = None if args.no_cache else (Path(args.cache) if args.cache else prefix.with_name(prefix.name + ".cache.jsonl"))
+    points = len(spec.points)
+    print(f"fodlam sweep: {len(spec.models)} model(s) x {len(spec.batches)} batch(es) x "
+          f"{len(spec.accels)} accelerator point(s) = {points} points", file=sys.stderr)
+    import time
+    t0 = time.perf_counter()
+    result = S.run(spec, jobs=args.jobs, backend=args.backend, address=args.address, cache_path=cache,
+                   quiet=args.quiet)
+    seconds = time.perf_counter() - t0
+    csv_path = prefix.with_name(prefix.name + ".csv")
+    try:
+        S.write_csv(csv_path, spec, result.rows)
+        written = [str(csv_path)]
+        if not args.no_parquet:
+            pq_path = prefix.with_name(prefix.name + ".parquet")
+            S.write_parquet(pq_path, spec, result.rows)
+            written.append(str(pq_path))
+    except OSError as e:
+        raise InputError(f"cannot write the sweep results: {e.strerror or e}") from None
+    failed = sum(r["status"] != "ok" for r in result.rows)
+    print(f"fodlam sweep: {len(result.rows)} of {points} points ({result.computed} computed, "
+          f"{result.cached} from the cache, {failed} failed) in {seconds:.2f} s; wrote "
+          + ", ".join(written), file=sys.stderr)
+    ok = [r for r in result.rows if r["status"] == "ok"]
+    if args.pareto or args.top:
+        groups = S.pareto(ok) if args.pareto else S.top(ok, args.top)
+        title = "energy-latency Pareto front" if args.pareto else f"top {args.top} by energy x latency"
+        for model, rs in groups.items():
+            print(f"\n{model}: {title} ({len(rs)} point(s))")
+            rows = [[str(r["point"]), r["accelerator"], r["overrides"] or "-", str(r["process_nm"] or "-"),
+                     str(r["batch"] or "-"), format_si(r["energy_j"], "J"), format_si(r["latency_s"], "s"),
+                     f"{r['edp_js']:.3g}"] for r in rs]
+            print(_table(["point", "accelerator", "overrides", "node nm", "batch", "energy", "latency",
+                          "EDP (J s)"], rows))
+    if result.interrupted:
+        return 130
+    return 1 if result.failed else 0
+
+
+def _table(header, rows) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def _sweep_report(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError("reports need matplotlib: pip install 'fodlam[report]'")
+    from .report import sweep as R
+    from .sweep import read_results
+    try:
+        rows = read_results(args.model)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read the sweep results {args.model}: {e}") from None
+    try:
+        if args.html:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(R.render(rows, source=args.model))
+        if args.png:
+            with open(args.png, "wb") as f:
+                f.write(R.png(rows))
+    except OSError as e:
+        raise InputError(f"cannot write the report: {e.strerror or e}") from None
+    print(f"fodlam: report of sweep {args.model}: " + ", ".join(p for p in (args.html, args.png) if p),
+          file=sys.stderr)
     return 0
 
 
@@ -449,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("report", help="HTML page and/or PNG charts of a model's costs")
-    p.add_argument("model", help="MODEL.onnx, PACKAGE.MODULE:FACTORY (with --input-shape), or a 2017 config .json")
+    p.add_argument("model", help="MODEL.onnx, PACKAGE.MODULE:FACTORY (with --input-shape), a 2017 config "
+                   ".json, or the .csv/.parquet results of 'fodlam sweep'")
     p.add_argument("--html", metavar="OUT.html")
     p.add_argument("--png", metavar="OUT.png")
     p.add_argument("--input-shape", action="append", default=[], metavar="D0,D1,...")
@@ -457,6 +549,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=25, metavar="K", help="layers in the bar charts")
     p.add_argument("--accelerator", metavar="NAME|FILE.toml")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="cost models x accelerator variants x nodes x batches (design-space sweep)")
+    p.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file (see 'fodlam sweep --help' and the docs)")
+    p.add_argument("--output", "-o", metavar="PREFIX", help="write PREFIX.csv and PREFIX.parquet "
+                   "(default: SWEEP-results next to the sweep file)")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="worker processes (default: all cores)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--cache", metavar="FILE.jsonl", help="where finished points are kept (default: PREFIX.cache.jsonl)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every point and keep nothing")
+    p.add_argument("--no-parquet", action="store_true", help="write only the CSV")
+    p.add_argument("--pareto", action="store_true", help="print the energy-latency Pareto front per model")
+    p.add_argument("--top", type=int, default=0, metavar="K", help="print the K best points per model by energy x latency")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("calibrate", help="fit the shape-aware model to measured layers and report its errors")
     p.add_argument("--data", metavar="MY.csv", help="your measured layers (default: the bundled published tables)")

@@ -1,0 +1,158 @@
+"""The report of a sweep: energy-latency Pareto fronts per model and a parameter-sensitivity
+chart, on one self-contained HTML page (images embedded, no network fetches)."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+
+from ..sweep import _group
+from ..units import format_si
+from .html import _CSS, _JS, _img
+from .plots import png_bytes
+
+META = {"point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling", "status",
+        "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"}
+
+
+def _ok(rows):
+    return [r for r in rows if r.get("status") == "ok" and r.get("energy_j") is not None]
+
+
+def _front(rs):
+    rs = sorted(rs, key=lambda r: (r["latency_s"], r["energy_j"]))
+    out, best = [], math.inf
+    for r in rs:
+        if r["energy_j"] < best:
+            out.append(r)
+            best = r["energy_j"]
+    return out
+
+
+def parameters(rows) -> list[str]:
+    """The swept profile fields (override columns) and the process node, where they vary."""
+    keys = []
+    for r in rows:
+        for k in r:
+            if k not in META and not k.startswith(("energy_j_", "latency_s_")) and k not in keys:
+                keys.append(k)
+    nodes = {r.get("process_nm") for r in rows if r.get("process_nm") not in (None, "")}
+    return keys + (["process_nm"] if len(nodes) > 1 else [])
+
+
+def figure_pareto(rows):
+    from matplotlib.figure import Figure
+
+    ok = _ok(rows)
+    models = list(dict.fromkeys(_group(r) for r in ok)) or ["(no points)"]
+    cols = min(3, len(models))
+    nrows = math.ceil(len(models) / cols)
+    fig = Figure(figsize=(5.2 * cols, 4.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for ax, model in zip(axes.flat, models):
+        rs = [r for r in ok if _group(r) == model]
+        for acc in dict.fromkeys(r["accelerator"] for r in rs):
+            sel = [r for r in rs if r["accelerator"] == acc]
+            ax.scatter([r["latency_s"] * 1e3 for r in sel], [r["energy_j"] * 1e3 for r in sel], s=12,
+                       alpha=0.6, label=acc)
+        front = _front(rs)
+        if front:
+            ax.plot([r["latency_s"] * 1e3 for r in front], [r["energy_j"] * 1e3 for r in front], "k-",
+                    lw=1.2, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel("latency (ms)")
+        ax.set_ylabel("energy (mJ)")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    return fig
+
+
+def sensitivity(rows) -> dict:
+    """For each swept parameter and value: the median over points of EDP relative to the
+    median EDP of the same model (1.0 = typical; below 1 = that value helps)."""
+    ok = _ok(rows)
+    med = {}
+    for model in dict.fromkeys(r["model"] for r in ok):
+        med[model] = statistics.median(r["edp_js"] for r in ok if r["model"] == model) or 1.0
+    out = {}
+    for key in parameters(ok):
+        by_value: dict = {}
+        for r in ok:
+            v = r.get(key)
+            if v in (None, ""):
+                continue
+            by_value.setdefault(float(v), []).append(r["edp_js"] / med[r["model"]])
+        if len(by_value) > 1:
+            out[key] = {v: statistics.median(xs) for v, xs in sorted(by_value.items())}
+    return out
+
+
+def figure_sensitivity(rows):
+    from matplotlib.figure import Figure
+
+    sens = sensitivity(rows)
+    n = max(1, len(sens))
+    fig = Figure(figsize=(4.2 * n, 3.6), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)
+    if not sens:
+        axes[0][0].text(0.5, 0.5, "no swept parameter takes more than one value", ha="center")
+        axes[0][0].axis("off")
+    for ax, (key, curve) in zip(axes[0], sens.items()):
+        xs = list(curve)
+        ax.plot(xs, [curve[x] for x in xs], "o-")
+        ax.axhline(1.0, color="#999", lw=0.8)
+        ax.set_xscale("log" if min(xs) > 0 and max(xs) / min(xs) >= 8 else "linear")
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("value")
+        ax.set_ylabel("median EDP / model median")
+    return fig
+
+
+def png(rows) -> bytes:
+    return png_bytes(figure_pareto(rows))
+
+
+def render(rows, source: str = "") -> str:
+    ok = _ok(rows)
+    failed = len(rows) - len(ok)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    pareto_png = png_bytes(figure_pareto(rows))
+    sens_png = png_bytes(figure_sensitivity(rows))
+    table = []
+    for model in dict.fromkeys(_group(r) for r in ok):
+        for r in _front([x for x in ok if _group(x) == model]):
+            cells = [html.escape(str(model)), html.escape(str(r["accelerator"])),
+                     html.escape(str(r.get("overrides") or "-")), html.escape(str(r.get("process_nm") or "-")),
+                     html.escape(str(r.get("batch") or "-"))]
+            nums = [(format_si(r["energy_j"], "J"), r["energy_j"]), (format_si(r["latency_s"], "s"), r["latency_s"]),
+                    (f"{r['edp_js']:.3g}", r["edp_js"])]
+            table.append("<tr>" + "".join(f'<td data-v="{c}">{c}</td>' for c in cells)
+                         + "".join(f'<td class="n" data-v="{v!r}">{html.escape(t)}</td>' for t, v in nums) + "</tr>")
+    head = "".join(f'<th data-sort="1">{h}</th>' for h in
+                   ("model", "accelerator", "overrides", "node (nm)", "batch", "energy", "latency", "EDP (J s)"))
+    data = json.dumps({"points": len(rows), "ok": len(ok), "failed": failed, "models": models})
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>FODLAM sweep report</title>
+<style>{_CSS}</style></head>
+<body data-ready="0">
+<h1>FODLAM sweep report</h1>
+<p class="muted">{html.escape(str(source))}</p>
+<div class="totals"><div>points<b id="points">{len(rows)}</b></div><div>costed<b id="ok">{len(ok)}</b></div>
+<div>failed<b id="failed">{failed}</b></div><div>models<b id="models">{len(models)}</b></div></div>
+<h2>Energy-latency Pareto fronts</h2>
+{_img(pareto_png, "energy against latency per model, Pareto front drawn")}
+<h2>Parameter sensitivity</h2>
+<p class="muted">For each swept field: the median, over the points that have a value, of their
+energy-delay product relative to their model's median (below 1: that value helps).</p>
+{_img(sens_png, "sensitivity of the energy-delay product to each swept parameter")}
+<h2>Pareto points</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{''.join(table)}</tbody></table>
+<script type="application/json" id="sweep-data">{html.escape(data)}</script>
+<script>{_JS}</script>
+</body></html>
+"""

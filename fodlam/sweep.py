@@ -1,0 +1,649 @@
+"""Design-space sweeps: models x accelerator variants x process nodes x batches.
+
+    fodlam sweep SWEEP.toml [--jobs N] [--backend ray --address ADDR] [--pareto] [--top K]
+
+A sweep file names the models (ONNX paths or globs, ``module:factory`` torch models with
+input shapes), the accelerators (bundled names or TOML paths) with overrides of their
+numeric fields as grids or lists, process nodes and batches::
+
+    [sweep]
+    batches = [1, 8]
+    nodes = [28, 7]                 # optional; each profile's own node when absent
+    scaling = "dennard"
+
+    [[models]]
+    onnx = "zoo/*.onnx"
+    dims = { batch = 1 }
+
+    [[models]]
+    torch = "examples.zoo:resnet50"
+    input_shape = [1, 3, 224, 224]
+
+    [[accelerators]]
+    profile = "tpu-v1"
+    grid = { "architecture.array_k" = [64, 128, 256], "architecture.clock_mhz" = [700, 1000] }
+
+    [[accelerators]]
+    profile = "nvdla-nv-full"
+    points = [{ "architecture.onchip_bytes" = 1048576 }, { "architecture.dram_bytes_per_s" = 64e9 }]
+
+Each model is imported once per batch; its lowered nodes are costed on every accelerator
+point. A point's row is cached under a hash of (model file bytes or factory source, shapes,
+batch, the profile after overrides, node and scaling, FODLAM version), so an interrupted or
+extended sweep redoes only what is missing. Rows come out in the order of the sweep file
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import hashlib
+import itertools
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ._version import __version__
+from .accelerator import Accelerator, load_accelerator, read_toml
+from .errors import ConfigError, FodlamError, InputError
+from .layers import KINDS
+
+#: the profile tables each cost model reads: only their numeric fields may be swept
+SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy"),
+             "fodlam-shape": ("architecture", "shape_model.conv", "shape_model.fc"),
+             "fodlam-2017": ()}
+
+BASE_COLUMNS = ["point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling",
+                "status", "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"]
+KIND_COLUMNS = [f"{metric}_{kind}" for kind in KINDS for metric in ("energy_j", "latency_s")]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str                          # "onnx" or "torch"
+    source: str                        # path, or PACKAGE.MODULE:FACTORY
+    name: str
+    input_shapes: tuple | None = None
+    dims: tuple = ()                   # ((name, value), ...) for ONNX symbolic dims
+
+
+@dataclass(frozen=True)
+class AccelSpec:
+    profile: str                       # as written in the sweep file
+    overrides: tuple = ()              # ((key, value), ...)
+    node: float | None = None
+    scaling: str | None = None
+
+    @property
+    def overrides_text(self) -> str:
+        return json.dumps(dict(self.overrides), sort_keys=True) if self.overrides else ""
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    model: ModelSpec
+    batch: int | None
+    accel: AccelSpec
+
+
+@dataclass
+class Sweep:
+    models: list[ModelSpec]
+    accels: list[AccelSpec]
+    batches: list
+    path: Path | None = None
+    override_keys: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> list[Point]:
+        out = []
+        for model, batch, accel in itertools.product(self.models, self.batches, self.accels):
+            out.append(Point(len(out), model, batch, accel))
+        return out
+
+
+# ---- reading a sweep file ---------------------------------------------------------------
+
+def _number(value, where: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
+    return value
+
+
+def _shapes(value, where: str) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: input_shape must be a list of positive integers (or a list of them)")
+    shapes = value if isinstance(value[0], list) else [value]
+    out = []
+    for s in shapes:
+        if not isinstance(s, list) or not s or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                        and d > 0 for d in s):
+            raise ConfigError(f"{where}: input_shape {s!r} must be positive integers")
+        out.append(tuple(s))
+    return tuple(out)
+
+
+def _models(entries, base: Path) -> list[ModelSpec]:
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("the sweep names no models: add [[models]] tables with onnx = ... or torch = ...")
+    out = []
+    for i, m in enumerate(entries, 1):
+        where = f"[[models]] #{i}"
+        if not isinstance(m, dict) or ("onnx" in m) == ("torch" in m):
+            raise ConfigError(f"{where}: give exactly one of onnx = \"PATH or GLOB\" or torch = \"MODULE:FACTORY\"")
+        dims = m.get("dims", {})
+        if not isinstance(dims, dict) or not all(isinstance(v, int) and v > 0 for v in dims.values()):
+            raise ConfigError(f"{where}: dims must be a table of positive integers, e.g. {{ batch = 1 }}")
+        dims = tuple(sorted(dims.items()))
+        if "onnx" in m:
+            pattern = str(m["onnx"])
+            full = pattern if os.path.isabs(pattern) else str(base / pattern)
+            paths = sorted(glob.glob(full)) if any(c in pattern for c in "*?[") else [full]
+            if not paths:
+                raise ConfigError(f"{where}: no ONNX file matches '{pattern}'")
+            for p in paths:
+                name = m.get("name") if len(paths) == 1 and m.get("name") else Path(p).stem
+                out.append(ModelSpec("onnx", p, str(name), None, dims))
+        else:
+            spec = str(m["torch"])
+            if ":" not in spec:
+                raise ConfigError(f"{where}: torch = '{spec}' must be PACKAGE.MODULE:FACTORY or FILE.py:FACTORY")
+            if "input_shape" not in m:
+                raise ConfigError(f"{where}: a torch model needs input_shape = [..]")
+            out.append(ModelSpec("torch", spec, str(m.get("name") or spec.rsplit(":", 1)[1]),
+                                 _shapes(m["input_shape"], where), dims))
+    return out
+
+
+def _profile_spec(name: str, base: Path) -> str:
+    if name.endswith(".toml") and not os.path.isabs(name) and (base / name).is_file():
+        return str(base / name)
+    return name
+
+
+def sweepable_fields(acc: Accelerator) -> dict[str, float]:
+    """``table.field`` -> value for every numeric field its cost model reads."""
+    out = {}
+    for table in SWEEPABLE.get(acc.cost_model, ()):
+        d = acc.params
+        for part in table.split("."):
+            d = d.get(part) if isinstance(d, dict) else None
+        for k, v in (d or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"{table}.{k}"] = v
+    return out
+
+
+def apply_overrides(acc: Accelerator, overrides) -> Accelerator:
+    """A copy of the profile with ``table.field = value`` overrides; an unknown, non-numeric
+    or meaningless key (one its cost model never reads) is a one-line ConfigError."""
+    if not overrides:
+        return acc
+    allowed = sweepable_fields(acc)
+    params = copy.deepcopy(acc.params)
+    for key, value in overrides:
+        if key not in allowed:
+            hint = ", ".join(sorted(allowed)) or "none: this cost model has no sweepable fields"
+            raise ConfigError(f"profile {acc.name} ({acc.cost_model}) has no numeric field '{key}' "
+                              f"that its cost model reads; sweepable: {hint}")
+        value = _number(value, f"override {key}")
+        if value < 0:
+            raise ConfigError(f"override {key} = {value}: must not be negative")
+        table, _, name = key.rpartition(".")
+        d = params
+        for part in table.split("."):
+            d = d[part]
+        old = d[name]
+        d[name] = int(value) if isinstance(old, int) and float(value).is_integer() else value
+    label = ",".join(f"{k.rsplit('.', 1)[1]}={v:g}" for k, v in overrides)
+    return replace(acc, params=params, name=f"{acc.name}[{label}]")
+
+
+def _accels(entries, nodes, scaling, base: Path) -> tuple[list[AccelSpec], list[str]]:
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("the sweep names no accelerators: add [[accelerators]] tables with profile = ...")
+    out, keys = [], []
+    for i, a in enumerate(entries, 1):
+        where = f"[[accelerators]] #{i}"
+        if not isinstance(a, dict) or "profile" not in a:
+            raise ConfigError(f"{where}: give profile = \"NAME\" (fodlam profiles lists them) or a .toml path")
+        unknown = set(a) - {"profile", "grid", "points"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; use grid = {{...}} or points = [...]")
+        profile = _profile_spec(str(a["profile"]), base)
+        acc = load_accelerator(profile)
+        grid = a.get("grid", {})
+        points = a.get("points", [])
+        if not isinstance(grid, dict) or not isinstance(points, list):
+            raise ConfigError(f"{where}: grid is a table of lists, points a list of tables")
+        variants = []
+        if grid:
+            for k, v in grid.items():
+                if not isinstance(v, list) or not v:
+                    raise ConfigError(f"{where}: grid {k} must be a non-empty list of numbers")
+            names = list(grid)
+            variants += [tuple(zip(names, combo)) for combo in itertools.product(*(grid[k] for k in names))]
+        for p in points:
+            if not isinstance(p, dict):
+                raise ConfigError(f"{where}: points must be tables like {{ \"architecture.clock_mhz\" = 800 }}")
+            variants.append(tuple(p.items()))
+        if not variants:
+            variants = [()]
+        for variant in variants:
+            apply_overrides(acc, variant)          # validates every key and value now
+            for k, _ in variant:
+                if k not in keys:
+                    keys.append(k)
+            for node in nodes:
+                out.append(AccelSpec(profile, tuple(variant), node, scaling if node is not None else None))
+    return out, keys
+
+
+def load_sweep(path) -> Sweep:
+    path = Path(path)
+    data = read_toml(path, "sweep file")
+    head = data.get("sweep", {})
+    if not isinstance(head, dict):
+        raise ConfigError(f"{path}: [sweep] must be a table")
+    batches = head.get("batches", [None])
+    if not isinstance(batches, list) or not batches or not all(
+            b is None or (isinstance(b, int) and not isinstance(b, bool) and b > 0) for b in batches):
+        raise ConfigError(f"{path}: batches must be a list of positive integers")
+    nodes = head.get("nodes", [None])
+    if not isinstance(nodes, list) or not nodes:
+        raise ConfigError(f"{path}: nodes must be a list of process nodes in nm")
+    nodes = [None if n is None else float(_number(n, "nodes")) for n in nodes]
+    if any(n is not None and not 1 <= n <= 1000 for n in nodes):
+        raise ConfigError(f"{path}: process nodes must be between 1 and 1000 nm")
+    scaling = head.get("scaling", "dennard")
+    from .technology import RULES
+    if scaling not in RULES:
+        raise ConfigError(f"{path}: scaling must be one of {', '.join(RULES)}")
+    models = _models(data.get("models"), path.parent)
+    accels, keys = _accels(data.get("accelerators"), nodes, scaling, path.parent)
+    return Sweep(models, accels, batches, path, keys)
+
+
+# ---- importing and costing --------------------------------------------------------------
+
+def model_identity(m: ModelSpec) -> str:
+    """What a cached row depends on for this model: its file bytes or its factory's source."""
+    h = hashlib.sha256()
+    if m.kind == "onnx":
+        with open(m.source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    else:
+        from fodlam.importers.torch import load_factory
+        import inspect
+        factory = load_factory(m.source)
+        try:
+            h.update(Path(inspect.getsourcefile(factory)).read_bytes())
+        except (TypeError, OSError):
+            h.update(m.source.encode())
+    h.update(json.dumps([m.kind, m.source, m.input_shapes, m.dims]).encode())
+    return h.hexdigest()
+
+
+def import_model(m: ModelSpec, batch):
+    """The lowered nodes of a model at a batch (None: the model's own)."""
+    if m.kind == "onnx":
+        from fodlam.importers.onnx import import_file
+        nodes, info, warnings, resolved = import_file(m.source, dims=dict(m.dims) or None, batch=batch)
+        return nodes
+    from fodlam.importers.torch import load_factory, trace
+    nodes, info, resolved = trace(load_factory(m.source)(), list(m.input_shapes), batch=batch)
+    return nodes
+
+
+def effective(accel: AccelSpec) -> Accelerator:
+    acc = apply_overrides(load_accelerator(accel.profile), accel.overrides)
+    if accel.node is not None:
+        acc = acc.at_node(accel.node, accel.scaling)
+    return acc
+
+
+def accel_key(acc: Accelerator) -> str:
+    return json.dumps([acc.cost_model, acc.process_nm, acc.technology_scaling, acc.params],
+                      sort_keys=True, default=str)
+
+
+def point_key(model_id: str, batch, acc_key: str) -> str:
+    return hashlib.sha256(json.dumps([model_id, batch, acc_key, __version__]).encode()).hexdigest()
+
+
+def cost_nodes(nodes, acc: Accelerator) -> dict:
+    """Totals of a lowered model on one accelerator: what a sweep row holds."""
+    from .api import cost_model_for
+
+    model = cost_model_for(acc)
+    energy = latency = 0.0
+    macs = unmodeled = 0
+    kinds: dict = {}
+    for node in nodes:
+        if not node.modeled:
+            unmodeled += 1
+            continue
+        macs += node.macs
+        for i, layer in enumerate(node.layers):
+            est = model.estimate(layer, node.reference if i == 0 else None)
+            energy += est.energy_j
+            latency += est.latency_s
+            k = kinds.setdefault(layer.kind, [0.0, 0.0])
+            k[0] += est.energy_j
+            k[1] += est.latency_s
+    row = {"macs": macs, "energy_j": energy, "latency_s": latency, "edp_js": energy * latency,
+           "unmodeled_nodes": unmodeled}
+    for kind in KINDS:
+        e, t = kinds.get(kind, (0.0, 0.0))
+        row[f"energy_j_{kind}"] = e
+        row[f"latency_s_{kind}"] = t
+    return row
+
+
+def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:
+    """Cost one model's nodes on a chunk of accelerator points (runs in a worker)."""
+    out = []
+    for accel in accels:
+        try:
+            out.append(cost_nodes(nodes, effective(accel)))
+        except FodlamError as e:
+            out.append({"error": str(e)})
+    return out
+
+
+# ---- running --------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    rows: list[dict]
+    failed_models: dict
+    cached: int = 0
+    computed: int = 0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failed_models) or any(r["status"] != "ok" for r in self.rows) or self.interrupted
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, FodlamError):
+        return str(e)
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _base_row(p: Point) -> dict:
+    acc = p.accel
+    return {"point": p.index, "model": p.model.name, "batch": "" if p.batch is None else p.batch,
+            "accelerator": acc.profile.rsplit("/", 1)[-1].removesuffix(".toml"),
+            "overrides": acc.overrides_text,
+            "process_nm": "" if acc.node is None else acc.node,
+            "scaling": acc.scaling or ""}
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class _Cache:
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.rows: dict[str, dict] = {}
+        if path and path.is_file():
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        item = json.loads(line)
+                        self.rows[item["key"]] = item["row"]
+                    except (ValueError, KeyError, TypeError):
+                        continue          # a line cut short by an interruption
+        self._file = None
+
+    def add(self, key: str, row: dict) -> None:
+        self.rows[key] = row
+        if self.path:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(json.dumps({"key": key, "row": row}) + "\n")
+
+    def flush(self) -> None:
+        if self._file:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+def _progress(total: int, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="pt", desc="sweep", file=sys.stderr, smoothing=0.1)
+
+
+def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", address: str | None = None,
+        cache_path=None, chunk_size: int | None = None, quiet: bool = False, log=None) -> Result:
+    """Cost every point of a sweep; rows in sweep order. ``backend`` is "local" (a process
+    pool of ``jobs`` workers; 1 runs in-process) or "ray" (``address`` of a cluster, or a
+    local one)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    points = sweep.points
+    cache = _Cache(Path(cache_path) if cache_path else None)
+    rows: dict[int, dict] = {}
+    failed_models: dict = {}
+    # group by (model, batch): a model is imported once per batch, if anything is missing
+    groups: dict = {}
+    for p in points:
+        groups.setdefault((p.model, p.batch), []).append(p)
+    acc_keys: dict = {}
+    bar = _progress(len(points), quiet)
+    todo = []                                     # (group key, nodes, [(point, key)])
+    result = Result([], failed_models)
+    try:
+        for (model, batch), pts in groups.items():
+            err = None
+            try:
+                mid = model_identity(model)
+            except Exception as e:  # noqa: BLE001 - a model that cannot be read fails its rows only
+                mid, err = None, _one_line(e)
+            missing = []
+            if mid is not None:
+                for p in pts:
+                    if p.accel not in acc_keys:
+                        acc_keys[p.accel] = accel_key(effective(p.accel))
+                    key = point_key(mid, batch, acc_keys[p.accel])
+                    if key in cache.rows:
+                        rows[p.index] = {**_base_row(p), "status": "ok", "error": "", **cache.rows[key]}
+                        result.cached += 1
+                    else:
+                        missing.append((p, key))
+                if bar:
+                    bar.update(len(pts) - len(missing))
+                if not missing:
+                    continue
+                try:
+                    nodes = import_model(model, batch)
+                except Exception as e:  # noqa: BLE001 - reported once, its points marked failed
+                    err = _one_line(e)
+            if err is not None:
+                if failed_models.get(model.name) != err:     # once per model and error
+                    failed_models[model.name] = err
+                    log(f"fodlam sweep: {model.name} failed to import"
+                        + (f" at batch {batch}" if batch else "") + f": {err}")
+                marked = [p for p in pts if p.index not in rows]
+                for p in marked:
+                    rows[p.index] = {**_base_row(p), "status": "failed", "error": err}
+                if bar:
+                    bar.update(len(marked))
+                continue
+            todo.append((nodes, missing))
+        total = sum(len(m) for _, m in todo)
+        jobs = max(1, jobs or os.cpu_count() or 1)
+        size = chunk_size or max(1, min(256, math.ceil(total / (jobs * 4)) if total else 1))
+        tasks = [(nodes, chunk) for nodes, missing in todo for chunk in _chunks(missing, size)]
+
+        def collect(task, out_rows):
+            for (p, key), out in zip(task[1], out_rows):
+                if "error" in out:
+                    rows[p.index] = {**_base_row(p), "status": "failed", "error": out["error"]}
+                else:
+                    cache.add(key, out)
+                    rows[p.index] = {**_base_row(p), "status": "ok", "error": "", **out}
+                    result.computed += 1
+            cache.flush()
+            if bar:
+                bar.update(len(task[1]))
+
+        if backend == "ray":
+            from .sweep_ray import run_tasks
+            run_tasks(tasks, collect, address=address, jobs=jobs)
+        elif jobs == 1 or len(tasks) <= 1:
+            for task in tasks:
+                collect(task, run_chunk(task[0], [p.accel for p, _ in task[1]]))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+            with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+                futures = [pool.submit(run_chunk, nodes, [p.accel for p, _ in chunk]) for nodes, chunk in tasks]
+                try:
+                    for task, fut in zip(tasks, futures):
+                        collect(task, fut.result())
+                except KeyboardInterrupt:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log("fodlam sweep: interrupted; every finished point is kept (cache and output)")
+    finally:
+        cache.close()
+        if bar:
+            bar.close()
+    result.rows = [rows[i] for i in sorted(rows)]
+    return result
+
+
+# ---- output ---------------------------------------------------------------------------
+
+def columns(sweep: Sweep) -> list[str]:
+    return BASE_COLUMNS + list(sweep.override_keys) + KIND_COLUMNS
+
+
+def table_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
+    cols = columns(sweep)
+    out = []
+    for r in rows:
+        full = {c: r.get(c, "") for c in cols}
+        for k, v in json.loads(r["overrides"]).items() if r.get("overrides") else ():
+            full[k] = v
+        out.append(full)
+    return out
+
+
+def write_csv(path, sweep: Sweep, rows: list[dict]) -> None:
+    import csv
+    cols = columns(sweep)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, cols, lineterminator="\n")
+        w.writeheader()
+        for r in table_rows(sweep, rows):
+            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def write_parquet(path, sweep: Sweep, rows: list[dict]) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("Parquet output needs pyarrow: pip install 'fodlam[sweep]' (or use --no-parquet)") from None
+    cols = columns(sweep)
+    data = table_rows(sweep, rows)
+    numeric = set(["macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes", "point"] + KIND_COLUMNS
+                  + list(sweep.override_keys))
+    arrays = {}
+    for c in cols:
+        values = [r[c] for r in data]
+        if c in numeric:
+            arrays[c] = pa.array([None if v == "" else float(v) for v in values], pa.float64())
+        elif c in ("batch", "process_nm"):
+            arrays[c] = pa.array([None if v == "" else float(v) for v in values], pa.float64())
+        else:
+            arrays[c] = pa.array([str(v) for v in values], pa.string())
+    table = pa.table(arrays)
+    pq.write_table(table, path, compression="zstd")
+
+
+def read_results(path) -> list[dict]:
+    """Rows of a sweep result (CSV or Parquet) as dicts with numbers where numbers belong."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return pq.read_table(path).to_pylist()
+    import csv
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            if k in ("model", "accelerator", "overrides", "status", "error", "scaling"):
+                continue
+            try:
+                r[k] = float(v) if v != "" else None
+            except ValueError:
+                pass
+    return rows
+
+
+def is_sweep_result(path) -> bool:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return True
+    if path.suffix != ".csv" or not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as f:
+        head = f.readline()
+    return head.startswith("point,model,batch,accelerator")
+
+
+def _group(r: dict) -> str:
+    return f"{r['model']} @ batch {r['batch']}" if r.get("batch") not in (None, "") else r["model"]
+
+
+def pareto(rows: list[dict]) -> dict:
+    """Per model (and batch): the points no other point beats on both energy and latency."""
+    by_model: dict = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            by_model.setdefault(_group(r), []).append(r)
+    out = {}
+    for model, rs in by_model.items():
+        rs = sorted(rs, key=lambda r: (float(r["latency_s"]), float(r["energy_j"])))
+        front, best_e = [], float("inf")
+        for r in rs:
+            if float(r["energy_j"]) < best_e:
+                front.append(r)
+                best_e = float(r["energy_j"])
+        out[model] = front
+    return out
+
+
+def top(rows: list[dict], k: int) -> dict:
+    by_model: dict = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            by_model.setdefault(_group(r), []).append(r)
+    return {m: sorted(rs, key=lambda r: float(r["edp_js"]))[:k] for m, rs in by_model.items()}

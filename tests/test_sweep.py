@@ -1,0 +1,208 @@
+"""Design-space sweeps: spec validation, costs equal a direct profile, deterministic output
+whatever the worker count, resumable cache, failures, Pareto fronts, the Ray backend and the
+report."""
+
+import json
+import sys
+
+import pytest
+
+import fodlam
+from fodlam import sweep as S
+from fodlam.errors import ConfigError
+
+from conftest import ROOT, run_cli
+
+torch = pytest.importorskip("torch")
+
+
+class Small(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def small():
+    return Small()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A sweep over an exported ONNX model and a torch factory, on two profiles."""
+    torch.onnx.export(Small().eval(), (torch.randn(1, 3, 8, 8),), str(tmp_path / "small.onnx"),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    (tmp_path / "models.py").write_text(
+        "import torch\n"
+        "class Tiny(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.a = torch.nn.Linear(32, 64)\n"
+        "        self.b = torch.nn.Linear(64, 8)\n"
+        "    def forward(self, x):\n"
+        "        return self.b(torch.relu(self.a(x)))\n"
+        "def tiny():\n"
+        "    return Tiny()\n")
+    write(tmp_path, grid='{ "architecture.array_k" = [32, 64], "architecture.clock_mhz" = [500, 1000] }')
+    return tmp_path
+
+
+def write(folder, grid, extra="", batches="[1, 2]"):
+    (folder / "sweep.toml").write_text(f"""
+[sweep]
+batches = {batches}
+nodes = [28, 16]
+
+[[models]]
+onnx = "*.onnx"
+
+[[models]]
+torch = "{folder / 'models.py'}:tiny"
+input_shape = [4, 32]
+
+[[accelerators]]
+profile = "nvdla-nv-full"
+grid = {grid}
+
+[[accelerators]]
+profile = "eyeriss-eie-65nm"
+{extra}
+""")
+
+
+def test_points_and_costs_equal_a_direct_profile(project):
+    spec = S.load_sweep(project / "sweep.toml")
+    assert len(spec.points) == 2 * 2 * (4 + 1) * 2          # models x batches x accels x nodes
+    res = S.run(spec, jobs=1, quiet=True)
+    assert not res.failed and res.computed == len(spec.points)
+    row = next(r for r in res.rows if r["model"] == "small" and r["batch"] == 2
+               and r["accelerator"] == "nvdla-nv-full" and r["process_nm"] == 16.0
+               and json.loads(r["overrides"]) == {"architecture.array_k": 64, "architecture.clock_mhz": 1000})
+    acc = S.apply_overrides(fodlam.load_accelerator("nvdla-nv-full"),
+                            (("architecture.array_k", 64), ("architecture.clock_mhz", 1000))).at_node(16, "dennard")
+    direct = fodlam.profile_onnx(project / "small.onnx", accelerator=acc, batch=2)
+    assert row["energy_j"] == pytest.approx(direct.total_energy_j, rel=1e-12)
+    assert row["latency_s"] == pytest.approx(direct.total_latency_s, rel=1e-12)
+    assert row["macs"] == direct.total_macs and row["edp_js"] == row["energy_j"] * row["latency_s"]
+    # the overrides matter: a faster clock never makes the same layer slower
+    slow = next(r for r in res.rows if r["model"] == "small" and r["batch"] == 2 and r["process_nm"] == 16.0
+                and json.loads(r["overrides"] or "{}") == {"architecture.array_k": 64, "architecture.clock_mhz": 500})
+    assert slow["latency_s"] > row["latency_s"]
+
+
+def test_output_identical_for_one_and_two_workers(project):
+    out = {}
+    for jobs in (1, 2):
+        r = run_cli("sweep", str(project / "sweep.toml"), "-o", str(project / f"out{jobs}"), "--jobs",
+                    str(jobs), "--no-cache", "-q")
+        assert r.returncode == 0, r.stderr
+        out[jobs] = [(project / f"out{jobs}.{ext}").read_bytes() for ext in ("csv", "parquet")]
+    assert out[1] == out[2]
+    header = out[1][0].decode().splitlines()[0].split(",")
+    for col in ("model", "accelerator", "overrides", "process_nm", "batch", "macs", "energy_j",
+                "latency_s", "edp_js", "energy_j_conv", "latency_s_fc", "architecture.array_k"):
+        assert col in header, col
+
+
+def test_cache_resumes_and_extends(project):
+    cache = project / "c.jsonl"
+    first = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
+    again = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
+    assert again.computed == 0 and again.cached == len(first.rows)
+    assert [r["energy_j"] for r in again.rows] == [r["energy_j"] for r in first.rows]
+    # extend the grid: only the new points are computed
+    write(project, grid='{ "architecture.array_k" = [32, 64, 128], "architecture.clock_mhz" = [500, 1000] }')
+    more = S.run(S.load_sweep(project / "sweep.toml"), jobs=2, cache_path=cache, quiet=True)
+    assert more.cached == len(first.rows) and more.computed == 2 * 2 * 2 * 2
+
+
+def test_interrupt_keeps_finished_points(project, monkeypatch):
+    cache = project / "c.jsonl"
+    calls = {"n": 0}
+    real = S.run_chunk
+
+    def flaky(nodes, accels):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(nodes, accels)
+
+    monkeypatch.setattr(S, "run_chunk", flaky)
+    res = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, chunk_size=5, quiet=True)
+    assert res.interrupted and res.computed == 10 and len(res.rows) == 10
+    monkeypatch.setattr(S, "run_chunk", real)
+    rest = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
+    assert rest.cached == 10 and rest.computed == 30 and not rest.failed
+
+
+def test_failed_model_is_reported_once_and_exits_1(project):
+    (project / "broken.onnx").write_bytes(b"not a model")
+    r = run_cli("sweep", str(project / "sweep.toml"), "-o", str(project / "res"), "--no-cache", "-q")
+    assert r.returncode == 1
+    assert r.stderr.count("broken failed to import") == 1 and "Traceback" not in r.stderr
+    rows = S.read_results(project / "res.csv")
+    broken = [x for x in rows if x["model"] == "broken"]
+    assert broken and all(x["status"] == "failed" and "not an ONNX model" in x["error"] for x in broken)
+    assert all(x["status"] == "ok" for x in rows if x["model"] != "broken")
+
+
+@pytest.mark.parametrize("grid,needle", [
+    ('{ "architecture.pe_rows" = [8] }', "no numeric field 'architecture.pe_rows'"),
+    ('{ "roofline.peak_macs_per_s" = [1e12] }', "'roofline.peak_macs_per_s' that its cost model reads"),
+    ('{ "architecture.array_k" = ["wide"] }', "is not a finite number"),
+    ('{ "architecture.array_k" = [] }', "non-empty list"),
+])
+def test_bad_overrides_are_one_line_errors(project, grid, needle):
+    write(project, grid=grid)
+    with pytest.raises(ConfigError) as e:
+        S.load_sweep(project / "sweep.toml")
+    assert needle in str(e.value)
+    r = run_cli("sweep", str(project / "sweep.toml"), "--no-cache")
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_pareto_front():
+    rows = [{"model": "m", "batch": 1, "status": "ok", "energy_j": e, "latency_s": t, "edp_js": e * t}
+            for e, t in ((1, 5), (2, 2), (5, 1), (3, 3), (6, 6))]
+    front = S.pareto(rows)["m @ batch 1"]
+    assert [(r["energy_j"], r["latency_s"]) for r in front] == [(5, 1), (2, 2), (1, 5)]
+    assert [r["edp_js"] for r in S.top(rows, 2)["m @ batch 1"]] == [4, 5]
+
+
+def test_cli_pareto_and_report(project, tmp_path):
+    r = run_cli("sweep", str(project / "sweep.toml"), "-o", str(project / "res"), "--pareto", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "small @ batch 1: energy-latency Pareto front" in r.stdout
+    html = tmp_path / "sweep.html"
+    r = run_cli("report", str(project / "res.parquet"), "--html", str(html), "--png", str(tmp_path / "s.png"))
+    assert r.returncode == 0, r.stderr
+    text = html.read_text()
+    assert "Pareto" in text and "data:image/png;base64," in text and "http" not in text.split("<body")[1]
+    from test_report import CHROMIUM, render_in_browser
+    if CHROMIUM:
+        dom, console = render_in_browser(html, tmp_path)
+        assert 'data-ready="1"' in dom and not console
+        assert 'id="points">40<' in dom
+
+
+def test_ray_backend_equals_the_process_pool(project):
+    ray = pytest.importorskip("ray")
+    spec = S.load_sweep(project / "sweep.toml")
+    local = S.run(spec, jobs=2, quiet=True)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = S.run(spec, jobs=2, backend="ray", quiet=True)
+    finally:
+        ray.shutdown()
+    assert remote.rows == local.rows and not remote.failed
+
+
+def test_sweep_imports_no_heavy_package_until_used():
+    import subprocess
+    code = ("import sys\nimport fodlam.sweep, fodlam.cli\n"
+            "print('IMPORTED', [m for m in ('ray', 'pyarrow', 'tqdm', 'torch') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "IMPORTED []" in r.stdout, r.stdout + r.stderr
