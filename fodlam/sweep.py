@@ -36,7 +36,7 @@ whatever the number of workers.
 
 from __future__ import annotations
 
-import copy
+import functools
 import glob
 import hashlib
 import itertools
@@ -44,6 +44,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def apply_overrides(acc: Accelerator, overrides) -> Accelerator:
     if not overrides:
         return acc
     allowed = sweepable_fields(acc)
-    params = copy.deepcopy(acc.params)
+    params = dict(acc.params)          # copy-on-write along each overridden path
     for key, value in overrides:
         if key not in allowed:
             hint = ", ".join(sorted(allowed)) or "none: this cost model has no sweepable fields"
@@ -197,6 +198,7 @@ def apply_overrides(acc: Accelerator, overrides) -> Accelerator:
         table, _, name = key.rpartition(".")
         d = params
         for part in table.split("."):
+            d[part] = dict(d[part])
             d = d[part]
         old = d[name]
         d[name] = int(value) if isinstance(old, int) and float(value).is_integer() else value
@@ -301,8 +303,13 @@ def import_model(m: ModelSpec, batch):
     return nodes
 
 
+@functools.lru_cache(maxsize=64)
+def _base_profile(spec: str) -> Accelerator:
+    return load_accelerator(spec)
+
+
 def effective(accel: AccelSpec) -> Accelerator:
-    acc = apply_overrides(load_accelerator(accel.profile), accel.overrides)
+    acc = apply_overrides(_base_profile(accel.profile), accel.overrides)
     if accel.node is not None:
         acc = acc.at_node(accel.node, accel.scaling)
     return acc
@@ -325,13 +332,17 @@ def cost_nodes(nodes, acc: Accelerator) -> dict:
     energy = latency = 0.0
     macs = unmodeled = 0
     kinds: dict = {}
+    seen: dict = {}            # repeated blocks: the same layer is costed once per point
     for node in nodes:
         if not node.modeled:
             unmodeled += 1
             continue
         macs += node.macs
         for i, layer in enumerate(node.layers):
-            est = model.estimate(layer, node.reference if i == 0 else None)
+            key = (layer, node.reference if i == 0 else None)
+            est = seen.get(key)
+            if est is None:
+                est = seen[key] = model.estimate(*key)
             energy += est.energy_j
             latency += est.latency_s
             k = kinds.setdefault(layer.kind, [0.0, 0.0])
@@ -366,6 +377,7 @@ class Result:
     cached: int = 0
     computed: int = 0
     interrupted: bool = False
+    import_s: float = 0.0        # seconds spent importing models
 
     @property
     def failed(self) -> bool:
@@ -456,10 +468,12 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
     try:
         for (model, batch), pts in groups.items():
             err = None
+            t_import = time.perf_counter()
             try:
                 mid = model_identity(model)
             except Exception as e:  # noqa: BLE001 - a model that cannot be read fails its rows only
                 mid, err = None, _one_line(e)
+            result.import_s += time.perf_counter() - t_import
             missing = []
             if mid is not None:
                 for p in pts:
@@ -475,10 +489,12 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
                     bar.update(len(pts) - len(missing))
                 if not missing:
                     continue
+                t_import = time.perf_counter()
                 try:
                     nodes = import_model(model, batch)
                 except Exception as e:  # noqa: BLE001 - reported once, its points marked failed
                     err = _one_line(e)
+                result.import_s += time.perf_counter() - t_import
             if err is not None:
                 if failed_models.get(model.name) != err:     # once per model and error
                     failed_models[model.name] = err
