@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .errors import ConfigError
-from .nest import Nest
+from .nest import Nest, nests
 
 #: energy components of the row-stationary array, in the order of ``rs_energy_terms``
 RS_COMPONENTS = ("array", "global_buffer", "offchip_io")
@@ -41,6 +41,45 @@ class EngineCost:
     @property
     def energy_j(self) -> float:
         return sum(self.components.values())
+
+
+@dataclass
+class LayerCost:
+    """The nests of one layer, each costed by the engine ``pick`` chose for it."""
+
+    latency_s: float = 0.0
+    components: dict = field(default_factory=dict)
+    hows: list = field(default_factory=list)
+    mappings: list = field(default_factory=list)
+    bounds: list = field(default_factory=list)
+    engines: list = field(default_factory=list)
+
+    def add(self, energy_parts: dict, latency_s: float) -> None:
+        self.latency_s += latency_s
+        for k, v in energy_parts.items():
+            self.components[k] = self.components.get(k, 0.0) + v
+
+    @property
+    def mapping(self) -> dict:
+        return self.mappings[0] if len(self.mappings) == 1 else {"nests": self.mappings}
+
+    @property
+    def bound(self) -> str:
+        return " + ".join(dict.fromkeys(self.bounds))
+
+
+def cost_layer(layer, pick) -> LayerCost:
+    """Cost every nest of a MAC-bearing layer on the engine ``pick(nest)`` returns."""
+    out = LayerCost()
+    for nest in nests(layer):
+        engine = pick(nest)
+        cost = engine.cost(nest)
+        out.add(cost.components, cost.latency_s)
+        out.hows.append(f"{engine.name}: {nest.describe()}: {cost.how}")
+        out.mappings.append(cost.mapping)
+        out.bounds.append(cost.bound)
+        out.engines.append(engine.name)
+    return out
 
 
 # ---- row-stationary array (Eyeriss) ---------------------------------------------------------

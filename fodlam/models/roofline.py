@@ -20,10 +20,9 @@ import math
 
 from fodlam import layers as L
 from fodlam import technology
-from fodlam.engines import WeightStationary
+from fodlam.engines import WeightStationary, cost_layer
 from fodlam.errors import ConfigError
 from fodlam.models import Estimate
-from fodlam.nest import nests
 
 
 def utilisation(K: int, N: int, array_k: int, array_n: int) -> float:
@@ -84,26 +83,15 @@ class Roofline:
     def estimate(self, layer, reference=None) -> Estimate:
         scale_e = self.t_factor * self.p_factor
         if layer.kind in L.MAC_KINDS and not isinstance(layer, L.Counted):
-            t, parts, hows, maps, bounds = 0.0, {}, [], [], []
-            for nest in nests(layer):
-                cost = self.array.cost(nest)
-                t += cost.latency_s
-                for k, v in cost.components.items():
-                    parts[k] = parts.get(k, 0.0) + v
-                hows.append(f"{nest.describe()}: {cost.how}")
-                maps.append(cost.mapping)
-                bounds.append(cost.bound)
+            lc = cost_layer(layer, lambda nest: self.array)
             if isinstance(layer, L.Recurrent) and layer.ops:
                 t_ops = layer.ops / (self.vector_width * self.clock_hz)
-                t += t_ops
-                for k, v in self.array.energy_parts(0, 0, 0, t_ops, 0.0).items():
-                    parts[k] = parts.get(k, 0.0) + v
-            parts = {k: v * scale_e for k, v in parts.items()}
-            return Estimate(sum(parts.values()), t * self.t_factor, "model", "; ".join(hows),
-                            components=parts, engine=self.array.name,
-                            engine_reason="the profile's only engine",
-                            mapping=maps[0] if len(maps) == 1 else {"nests": maps},
-                            bound=" + ".join(dict.fromkeys(bounds)))
+                lc.add(self.array.energy_parts(0, 0, 0, t_ops, 0.0), t_ops)
+            parts = {k: v * scale_e for k, v in lc.components.items()}
+            return Estimate(sum(parts.values()), lc.latency_s * self.t_factor, "model",
+                            "; ".join(lc.hows), components=parts, engine=self.array.name,
+                            engine_reason="the profile's only engine", mapping=lc.mapping,
+                            bound=lc.bound)
         if layer.macs:  # Counted: no shape
             t = layer.macs / self.peak
             parts = self.array.energy_parts(layer.macs, 0, 0, t, t)

@@ -31,10 +31,9 @@ from __future__ import annotations
 from fodlam import layers as L
 from fodlam import technology
 from fodlam.engines import RS_COMPONENTS as COMPONENTS  # noqa: F401  (re-exported)
-from fodlam.engines import RowStationary, SparseVector, active_pes  # noqa: F401
+from fodlam.engines import RowStationary, SparseVector, active_pes, cost_layer  # noqa: F401
 from fodlam.errors import ConfigError
 from fodlam.models import Estimate
-from fodlam.nest import nests
 
 #: dispatch rules: name -> (function of a nest -> engine key, what the rule says)
 DISPATCH = {
@@ -130,37 +129,21 @@ class ShapeAware:
         return key, self.engines[key]
 
     def _mac_layer(self, layer) -> Estimate:
-        energy = latency = 0.0
-        parts: dict = {}
-        hows, keys, mappings, bounds = [], [], [], []
-        for nest in nests(layer):
-            key, engine = self.engine_for(nest)
-            cost = engine.cost(nest)
-            keys.append(key)
-            latency += cost.latency_s
-            for k, v in cost.components.items():
-                parts[k] = parts.get(k, 0.0) + v
-            hows.append(f"{engine.name}: {nest.describe()}: {cost.how}")
-            mappings.append(cost.mapping)
-            bounds.append(cost.bound)
+        lc = cost_layer(layer, lambda nest: self.engine_for(nest)[1])
         if isinstance(layer, L.Recurrent) and layer.ops:
             e_ops, t_ops = self._ops_raw(layer.ops)
-            parts["array"] = parts.get("array", 0.0) + e_ops
-            latency += t_ops
-            hows.append(f"{layer.ops} gate ops, one per PE per cycle")
-        energy = sum(parts.values())
+            lc.add({"array": e_ops}, t_ops)
+            lc.hows.append(f"{layer.ops} gate ops, one per PE per cycle")
         scale_e = self.t_factor * self.p_factor
-        parts = {k: v * scale_e for k, v in parts.items()}
-        energy, latency = self._scaled(energy, latency)
-        interval_kind = "conv" if keys[0] == "array" else "fc"
-        names = list(dict.fromkeys(self.engines[k].name for k in keys))
-        return Estimate(energy, latency, "model", "; ".join(hows), components=parts,
+        parts = {k: v * scale_e for k, v in lc.components.items()}
+        energy, latency = self._scaled(sum(lc.components.values()), lc.latency_s)
+        interval_kind = "conv" if lc.engines[0] == self.engines["array"].name else "fc"
+        return Estimate(energy, latency, "model", "; ".join(lc.hows), components=parts,
                         energy_interval=self._interval(interval_kind, energy, "energy"),
                         latency_interval=self._interval(interval_kind, latency, "latency"),
-                        engine=" + ".join(names),
+                        engine=" + ".join(dict.fromkeys(lc.engines)),
                         engine_reason=f"dispatch rule '{self.rule}': {DISPATCH[self.rule][1]}",
-                        mapping=mappings[0] if len(mappings) == 1 else {"nests": mappings},
-                        bound=" + ".join(dict.fromkeys(bounds)))
+                        mapping=lc.mapping, bound=lc.bound)
 
     def _ops_raw(self, ops: int) -> tuple[float, float]:
         peak = self.arch["pe_rows"] * self.arch["pe_cols"] * self.arch["clock_hz"]
