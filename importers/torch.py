@@ -416,6 +416,9 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
     """(nodes, info). Runs the forward on fake tensors only."""
     if not isinstance(model, nn.Module):
         raise InputError(f"fodlam.profile needs a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(f"{type(model).__name__} is a TorchScript module, which FODLAM cannot trace; "
+                         "pass the eager nn.Module you scripted (or export it to ONNX)")
     shapes = _resolve_shapes(input_shape, batch)
     if shapes is None and inputs is None:
         raise InputError("give input_shape (e.g. (1, 3, 224, 224)) or example inputs=")
@@ -453,11 +456,13 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
                              f"({', '.join(lazy[:3])}); run one forward pass, or build the "
                              "model with explicit sizes, before profiling it")
         with fake_mode:
+            # one fake per tensor: a tied or shared parameter (an LM head tied to its
+            # embedding) is passed once, and functional_call ties it everywhere it is used
             state = {}
-            for name, p in model.named_parameters(remove_duplicate=False):
+            for name, p in model.named_parameters():
                 state[name] = _fake_like(p, requires_grad=True)
                 tracer.mark_weight(state[name])
-            for name, b in model.named_buffers(remove_duplicate=False):
+            for name, b in model.named_buffers():
                 state[name] = _fake_like(b)
                 tracer.mark_weight(state[name])
             args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)

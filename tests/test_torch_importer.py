@@ -281,3 +281,37 @@ def test_every_torch_nn_module_sample():
             unmodeled |= set(prof.unmodeled)
     assert profiled > 250 and failed < 40, (profiled, failed)
     assert not unmodeled, unmodeled
+
+
+def test_tied_and_shared_parameters_trace_once():
+    """An LM head tied to its embedding, and one Linear used twice: one fake per tensor,
+    every use counted."""
+    import torch
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(100, 32)
+            self.mid = torch.nn.Linear(32, 32)
+            self.head = torch.nn.Linear(32, 100, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, ids):
+            h = self.mid(torch.relu(self.mid(self.emb(ids))))
+            return self.head(h)
+
+    model = Tied()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prof = fodlam.profile(model, (2, 16))
+    assert prof.total_macs == 2 * 16 * (2 * 32 * 32 + 32 * 100)
+    assert not prof.unmodeled
+    assert model.head.weight is model.emb.weight
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_script_module_is_a_one_line_error():
+    import torch
+    from fodlam.errors import InputError
+
+    with pytest.raises(InputError, match="pass the eager nn.Module"):
+        fodlam.profile(torch.jit.script(torch.nn.Linear(4, 4)), (1, 4))
