@@ -98,3 +98,21 @@ def test_local_functions_are_inlined(tmp_path):
     prof = fodlam.profile_onnx(p)
     assert prof.total_macs == CNN_MACS and not prof.unmodeled
     assert any("inlined" in w for w in prof.warnings)
+
+
+def test_legacy_dynamic_axes_errors_name_the_users_dimensions(tmp_path):
+    """The legacy exporter's dynamic_axes names live on the graph inputs; shape inference
+    invents internal names (unk__N) for what follows from them. Errors name the user's."""
+    from conftest import run_cli
+
+    model = zoo.GPT(vocab=300, context=64, dim=64, depth=2, heads=4)
+    p = tmp_path / "gpt.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(1, 16, dtype=torch.long),), str(p), dynamo=False,
+                      input_names=["ids"], dynamic_axes={"ids": {0: "batch", 1: "seq"}})
+    r = run_cli(str(p), script="fodlam-onnx")
+    assert r.returncode == 2 and "--dim batch=VALUE" in r.stderr and "seq" in r.stderr
+    r = run_cli(str(p), "--dim", "batch=1", script="fodlam-onnx")
+    flag = r.stderr.split("set it with")[1].split("(")[0]
+    assert r.returncode == 2 and flag.strip() == "--dim seq=VALUE"
+    r = run_cli(str(p), "--dim", "batch=1", "--dim", "seq=16", "--format", "json", script="fodlam-onnx")
+    assert r.returncode == 0, r.stderr

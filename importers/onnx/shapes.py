@@ -97,6 +97,10 @@ class Graph:
                     new[i] = int(self.dims[d])
             _set_dims(vi, new)
         self.input_symbols = set(symbols) | set(self.dims)
+        #: symbolic input dimensions, as the exporter named them, that still have no value
+        self.missing_input_dims = [d for d in dict.fromkeys(
+            d for vi in graph_inputs for d in (_dims_of(vi) or ()) if isinstance(d, str))
+            if d not in self.dims and not (self.batch is not None and d in self.dims)]
         unused = set(self.dims) - symbols - {d for vi in graph_inputs for d in (_dims_of(vi) or ())
                                              if isinstance(d, str)}
         for name in sorted(unused):
@@ -350,8 +354,18 @@ class Graph:
         if bad:
             sym = next((d for d in bad if isinstance(d, str)), None)
             hint = f"--dim {sym}=VALUE" if sym else "--input-shape NAME=D0,D1,..."
-            if sym and not sym.startswith("unk__"):
+            missing = [d for d in getattr(self, "missing_input_dims", []) if d != sym]
+            if sym and sym in self.input_symbols:
                 extra = " (or --batch N for a leading batch dimension)" if dims and dims[0] == sym else ""
+                if missing:
+                    extra += f"; input dimensions also without a value: {', '.join(missing)}"
+            elif missing:
+                # an internal name (unk__N) derived from input dimensions the user has not set:
+                # name those, as the exporter's dynamic_axes named them
+                hint = " ".join(f"--dim {d}=VALUE" for d in missing)
+                extra = (f" (the model's input dimension{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} {'have' if len(missing) > 1 else 'has'} no value; "
+                         f"{sym or 'this dimension'} follows from {'them' if len(missing) > 1 else 'it'})")
             else:
                 extra = " (the dimension depends on the data or on another unresolved input)"
             raise UnknownDim(f"node '{_node_name(node)}' ({node.op_type}): {what} '{name}' has "
