@@ -116,3 +116,31 @@ def test_legacy_dynamic_axes_errors_name_the_users_dimensions(tmp_path):
     assert r.returncode == 2 and flag.strip() == "--dim seq=VALUE"
     r = run_cli(str(p), "--dim", "batch=1", "--dim", "seq=16", "--format", "json", script="fodlam-onnx")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_annotated_model_loads_and_runs_unchanged(tmp_path, external):
+    """--annotate copies the weights (also from external data inside the model's folder):
+    onnxruntime loads the annotated model and its outputs equal the original's."""
+    import onnx
+    import onnxruntime as ort
+
+    from conftest import run_cli
+
+    src = export(SmallCNN(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", 17)
+    if external:
+        m = onnx.load(str(src))
+        onnx.save_model(m, str(src), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="m.weights", size_threshold=0)
+        assert (tmp_path / "m.weights").stat().st_size > 1000
+    out = tmp_path / "annotated" / "a.onnx"
+    out.parent.mkdir()
+    r = run_cli(str(src), "--annotate", str(out), "--format", "json", script="fodlam-onnx")
+    assert r.returncode == 0, r.stderr
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    name = ort.InferenceSession(str(src)).get_inputs()[0].name
+    a = ort.InferenceSession(str(src)).run(None, {name: x})[0]
+    b = ort.InferenceSession(str(out)).run(None, {name: x})[0]
+    assert np.array_equal(a, b)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert float(meta["fodlam.total_energy_j"]) > 0
