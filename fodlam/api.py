@@ -31,17 +31,19 @@ def run_config(config, *, accelerator=None, compat: bool = False):
 
 def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None, inputs=None,
             strict: bool = False, cost_model: str | None = None, node: float | None = None,
-            **forward_kwargs):
+            moe_routing: str = "balanced", **forward_kwargs):
     """Profile a PyTorch module without running its arithmetic. See fodlam.importers.torch.
 
     ``accelerator``: bundled profile name, TOML path or Accelerator (default eyeriss-eie-65nm);
     ``cost_model``: override the profile's model ("fodlam-shape", "fodlam-2017");
-    ``node``: rescale the profile to another process node (nm)."""
+    ``node``: rescale the profile to another process node (nm);
+    ``moe_routing``: how a mixture-of-experts layer's tokens reach its experts, "balanced"
+    (default: tokens x top-k spread evenly) or "concentrated" (all to the same k experts)."""
     from fodlam.importers.torch import profile_module
 
     return profile_module(model, input_shape, accelerator=_acc(accelerator, node), batch=batch,
                           dtype=dtype, inputs=inputs, strict=strict, cost_model=cost_model,
-                          **forward_kwargs)
+                          moe_routing=moe_routing, **forward_kwargs)
 
 
 def profile_onnx(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,

@@ -22,7 +22,7 @@ def _add(kind: str, ops: float, *names: str) -> None:
 # activations and unary math
 _add("eltwise", 1, "relu", "relu6", "leakyrelu", "prelu", "prelukernel", "clip", "clamp", "clampmin", "clampmax",
      "abs", "neg", "sign", "floor", "ceil", "round", "trunc", "not", "bitwisenot", "threshold",
-     "hardtanh", "reciprocal", "square", "isnan", "isinf", "cast", "to", "copy", "fill",
+     "hardtanh", "reciprocal", "square", "isnan", "isinf", "cast", "to", "copy", "fill", "tocopy",
      "logicalnot", "signbit", "frac", "nantonum", "positive")
 _add("eltwise", 2, "hardsigmoid", "shrink", "elu", "selu", "celu", "softsign", "thresholdedrelu",
      "sqrt", "rsqrt", "quantizelinear", "dequantizelinear", "fakequantize", "hardshrink",
@@ -42,7 +42,7 @@ _add("eltwise", 1, "add", "sub", "rsub", "mul", "div", "max", "min", "maximum", 
      "floordivide", "truediv", "masked_fill", "maskedfill", "xlogy", "hypot", "atan2",
      "copysign", "heaviside", "true_divide", "sub_", "bitwiseleftshift", "bitwiserightshift")
 # softmax family (max, subtract, exp, sum, divide)
-_add("eltwise", 5, "softmax", "logsoftmax", "hardmax")
+_add("eltwise", 5, "softmax", "logsoftmax", "hardmax", "safesoftmax")
 # normalisations (inference: statistics, normalise, scale, shift)
 _add("norm", 2, "batchnormalization", "batchnorm", "nativebatchnorm", "nativebatchnormlegit",
      "nativebatchnormlegitnostats", "cudnnbatchnorm", "nativebatchnormlegitfunctional",

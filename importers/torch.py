@@ -412,8 +412,58 @@ def _dtype(spec):
     return value
 
 
-def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **forward_kwargs):
+MOE_ROUTING = ("balanced", "concentrated")
+
+
+def _experts_params(module) -> list:
+    """The stacked expert weights of a mixture-of-experts module (``transformers``' experts
+    classes, whatever implementation they dispatch to): direct 3-D parameters whose leading
+    dimension is ``module.num_experts``."""
+    e = getattr(module, "num_experts", None)
+    if not isinstance(e, int) or e < 1:
+        return []
+    return [(n, p) for n, p in module.named_parameters(recurse=False) if p.dim() == 3 and p.shape[0] == e]
+
+
+def _tokens_per_expert(tokens: int, k: int, experts: int, routing: str) -> list[int]:
+    """Rows each expert multiplies. balanced: the tokens x k assignments spread evenly;
+    concentrated: every token picks the same k experts (the slowest case for the layer)."""
+    if routing == "concentrated":
+        return [tokens] * min(k, experts)
+    total = tokens * k
+    return [total // experts + (1 if i < total % experts else 0) for i in range(experts)]
+
+
+def _moe_layers(module, hidden, top_k_index, routing: str):
+    tokens = int(math.prod(_shape(hidden)[:-1]))
+    k = int(_shape(top_k_index)[-1]) if isinstance(top_k_index, torch.Tensor) and top_k_index.dim() else 1
+    params = _experts_params(module)
+    experts = params[0][1].shape[0]
+    transposed = bool(getattr(module, "is_transposed", False))
+    layers = []
+    for n_e in _tokens_per_expert(tokens, k, experts, routing):
+        if not n_e:
+            continue
+        for _, w in params:
+            _, a, b = _shape(w)
+            layers.append(L.fc(n_e, a, b) if transposed else L.fc(n_e, b, a))
+    assigned = tokens * k if routing == "balanced" else tokens * min(k, experts)
+    inter = min(min(_shape(w)[1:]) for _, w in params)
+    hidden_dim = _shape(hidden)[-1]
+    layers += [OPS.lower("silu", assigned * inter), OPS.lower("mul", assigned * inter),
+               OPS.lower("mul", assigned * hidden_dim), OPS.lower("add", assigned * hidden_dim)]
+    note = (f"mixture of {experts} experts, top-{k} of {tokens} tokens, routing '{routing}': "
+            + ("each expert gets tokens x k / experts rows" if routing == "balanced"
+               else f"all tokens go to the same {min(k, experts)} experts")
+            + " (fodlam.profile(..., moe_routing=...))")
+    return layers, note
+
+
+def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_routing="balanced",
+          **forward_kwargs):
     """(nodes, info). Runs the forward on fake tensors only."""
+    if moe_routing not in MOE_ROUTING:
+        raise InputError(f"moe_routing must be one of {', '.join(MOE_ROUTING)}, not {moe_routing!r}")
     if not isinstance(model, nn.Module):
         raise InputError(f"fodlam.profile needs a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.jit.ScriptModule):
@@ -444,8 +494,26 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
             tracer.suppress -= 1
         tracer.stack.pop()
 
+    def experts_forward(module):
+        # routed expert computation as the weight GEMMs it is: lowered whole, whatever
+        # implementation (loop over experts, batched, grouped_mm) the module would dispatch to
+        def forward(hidden_states, top_k_index=None, top_k_weights=None, *args, **kwargs):
+            if tracer.suppress == 0:
+                layers, note = _moe_layers(module, hidden_states, top_k_index, moe_routing)
+                tracer.records.append(("__moe__", f"experts:{type(module).__name__}", layers,
+                                       {"note": note}, None, tracer.stack[-1]))
+            tracer.suppress += 1
+            try:
+                return torch.zeros_like(hidden_states)
+            finally:
+                tracer.suppress -= 1
+        return forward
+
+    patched = [m for m in model.modules() if _experts_params(m)]
     try:
         model.eval()
+        for m in patched:
+            m.forward = experts_forward(m)
         for m in model.modules():
             hooks.append(m.register_forward_pre_hook(pre, with_kwargs=True))
             hooks.append(m.register_forward_hook(post, always_call=True))
@@ -477,7 +545,7 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
             if shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
                 return trace(model, input_shape, batch=batch,
                              dtype=torch.float32 if _wants_integer_input(model) else torch.int64,
-                             inputs=None, **forward_kwargs)
+                             inputs=None, moe_routing=moe_routing, **forward_kwargs)
             msg = " ".join(str(e).split())[:300]
             raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
                              f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
@@ -487,6 +555,8 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, **for
     finally:
         for h in hooks:
             h.remove()
+        for m in patched:
+            m.__dict__.pop("forward", None)
         for m, flag in flags.items():
             m.training = flag
     nodes = lower_records(tracer)
@@ -560,7 +630,7 @@ def lower_records(tracer: Tracer) -> list[Node]:
     counts: dict[str, int] = {}
     named_calls: set[int] = set()
     for name, qualified, args, kwargs, out, (path, mtype, call_id, leaf) in tracer.records:
-        if name == "__rnn__" or (leaf and path and call_id not in named_calls):
+        if name in ("__rnn__", "__moe__") or (leaf and path and call_id not in named_calls):
             base = path or qualified
             named_calls.add(call_id)
         else:
@@ -571,6 +641,10 @@ def lower_records(tracer: Tracer) -> list[Node]:
         origin = {"module": path, "module_type": mtype, "aten": qualified}
         if name == "__rnn__":
             nodes.append(Node(node_name, qualified, tuple(args), origin))
+            continue
+        if name == "__moe__":
+            origin["routing"] = kwargs["note"]
+            nodes.append(Node(node_name, qualified, tuple(args), origin, note=kwargs["note"]))
             continue
         fn = ATEN.get(name)
         call = Call(name, args, kwargs, out, tracer, qualified)
@@ -593,12 +667,13 @@ def lower_records(tracer: Tracer) -> list[Node]:
 # --------------------------------------------------------------------------------------
 
 def profile_module(model, input_shape=None, *, accelerator=None, batch=None, dtype=None,
-                   inputs=None, strict=False, cost_model=None, **forward_kwargs):
+                   inputs=None, strict=False, cost_model=None, moe_routing="balanced",
+                   **forward_kwargs):
     from fodlam.api import cost_model_for
     from fodlam.profile import build_profile
 
     nodes, info, resolved_batch = trace(model, input_shape, batch=batch, dtype=dtype,
-                                        inputs=inputs, **forward_kwargs)
+                                        inputs=inputs, moe_routing=moe_routing, **forward_kwargs)
     profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
                             batch=resolved_batch)
     if strict:
