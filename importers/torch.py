@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -476,6 +477,7 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
 
     fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
     tracer = Tracer()
+    path = "fake tensors (no arithmetic run)"
     flags = {m: m.training for m in model.modules()}
     hooks = []
     names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
@@ -542,14 +544,36 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
             with fake_mode, tracer:
                 torch.func.functional_call(model, state, args, kwargs, strict=False)
         except Exception as e:  # noqa: BLE001 - report any failure of the user's forward
-            if shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
+            if _data_dependent(e):
+                why = " ".join(str(e).split())[:160]
+                if not _has_real_inputs_and_weights(model, inputs, forward_kwargs):
+                    raise ModelError(
+                        f"{type(model).__name__}'s forward depends on the values of its data "
+                        f"({type(e).__name__}: {why}), which tracing with fake tensors cannot "
+                        "follow; pass real example inputs= (real tensors, and a model with real "
+                        "weights, not on the meta device) and FODLAM records one real forward "
+                        "pass instead") from None
+                tracer = Tracer()
+                real_args, real_kwargs = _real_inputs(inputs, forward_kwargs)
+                for p in model.parameters():
+                    tracer.mark_weight(p)
+                for b in model.buffers():
+                    tracer.mark_weight(b)
+                with torch.no_grad(), tracer:
+                    model(*real_args, **real_kwargs)
+                path = f"real forward pass (the forward depends on its data: {type(e).__name__})"
+                e = None
+            if e is None:
+                pass
+            elif shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
                 return trace(model, input_shape, batch=batch,
                              dtype=torch.float32 if _wants_integer_input(model) else torch.int64,
                              inputs=None, moe_routing=moe_routing, **forward_kwargs)
-            msg = " ".join(str(e).split())[:300]
-            raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
-                             f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
-                             "input_shape/dtype, or pass example inputs=") from None
+            else:
+                msg = " ".join(str(e).split())[:300]
+                raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
+                                 f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
+                                 "input_shape/dtype, or pass example inputs=") from None
         finally:
             fake_log.setLevel(level)
     finally:
@@ -561,10 +585,48 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
             m.training = flag
     nodes = lower_records(tracer)
     info = {"name": type(model).__name__, "format": "torch",
-            "inputs": [list(s) for s in shapes] if shapes else "inputs="}
+            "inputs": [list(s) for s in shapes] if shapes else "inputs=", "trace": path}
     first = shapes[0] if shapes else None
     resolved_batch = batch if batch is not None else (first[0] if first else 1)
     return nodes, info, resolved_batch
+
+
+def _data_dependent(e: BaseException) -> bool:
+    """A fake trace stopped because the forward needs the values of its data (nonzero,
+    boolean masks, ``if x.sum() > 0``, .item())."""
+    names = {"DynamicOutputShapeException", "DataDependentOutputException",
+             "GuardOnDataDependentSymNode", "UnsupportedOperatorException"}
+    for cls in type(e).__mro__:
+        if cls.__name__ in names:
+            return cls.__name__ != "UnsupportedOperatorException" or "nonzero" in str(e)
+    text = str(e)
+    return "data-dependent" in text or "DynamicOutputShape" in text or "data dependent" in text
+
+
+def _is_real(t) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+    return isinstance(t, torch.Tensor) and not isinstance(t, FakeTensor) and t.device.type != "meta"
+
+
+def _has_real_inputs_and_weights(model, inputs, forward_kwargs) -> bool:
+    if inputs is None:
+        return False
+    values = list(inputs.values()) if isinstance(inputs, dict) else (
+        [inputs] if isinstance(inputs, torch.Tensor) else list(inputs))
+    values += [v for v in forward_kwargs.values() if isinstance(v, torch.Tensor)]
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    return bool(tensors) and all(_is_real(t) for t in tensors) and all(
+        _is_real(p) for p in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _real_inputs(inputs, forward_kwargs):
+    kwargs = dict(forward_kwargs)
+    if isinstance(inputs, dict):
+        kwargs.update(inputs)
+        return (), kwargs
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), kwargs
+    return tuple(inputs), kwargs
 
 
 def _looks_like_dtype_error(e) -> bool:
