@@ -26,6 +26,7 @@ _add("eltwise", 1, "relu", "relu6", "leakyrelu", "prelu", "prelukernel", "clip",
      "logicalnot", "signbit", "frac", "nantonum", "positive")
 _add("eltwise", 2, "hardsigmoid", "shrink", "elu", "selu", "celu", "softsign", "thresholdedrelu",
      "sqrt", "rsqrt", "quantizelinear", "dequantizelinear", "fakequantize", "hardshrink",
+     "quantizepertensor", "quantizeperchannel", "dequantize",
      "softshrink")
 _add("eltwise", 3, "hardswish", "quickgelu", "rotaryembedding")
 _add("eltwise", 4, "sigmoid", "exp", "log", "log1p", "expm1", "exp2", "erf", "erfc", "tanh",
@@ -58,6 +59,7 @@ _add("reduce", 1, "reducemean", "reducesum", "reducemax", "reducemin", "reducepr
      "reducel2", "reducelogsum", "reducelogsumexp", "reducesumsquare", "argmax", "argmin",
      "cumsum", "cumprod", "topk", "amax", "amin", "any", "all", "prod", "var", "std",
      "varmean", "stdmean", "logsumexp", "sort", "argsort", "cummax", "cummin", "median", "mode",
+     "ctcloss",
      "negativeloglikelihoodloss")
 # gathers and scatters: one copy per output element
 _add("gather", 1, "gather", "gatherelements", "gathernd", "scatter", "scatterelements",

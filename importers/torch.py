@@ -127,6 +127,47 @@ def _conv(c: Call):
                    output_padding=output_padding or 0)]
 
 
+def _unpack(packed):
+    """(weight, bias) of a quantized module's packed parameters."""
+    if hasattr(packed, "unpack"):
+        return packed.unpack()
+    return torch.ops.quantized.linear_unpack(packed)
+
+
+@aten("quantized::linear_dynamic", "quantized::linear_relu_dynamic", "quantized::linear_dynamic_fp16",
+      "quantized::linear_relu_dynamic_fp16", "quantized::linear", "quantized::linear_relu")
+def _quantized_linear(c: Call):
+    x, packed = c.arg(0), c.arg(1)
+    w = _unpack(packed)[0]
+    out_f, in_f = _shape(w)
+    bits = 16 if "fp16" in c.name else 8
+    rows = int(math.prod(_shape(x)[:-1]))
+    layers = [L.fc(rows, in_f, out_f, bits=bits), OPS.lower("add", rows * out_f)]
+    if "relu" in c.name:
+        layers.append(OPS.lower("relu", rows * out_f))
+    return layers
+
+
+@aten("quantized::conv1d", "quantized::conv2d", "quantized::conv3d", "quantized::conv2d_relu",
+      "quantized::conv1d_relu", "quantized::conv3d_relu", "quantized::conv_transpose2d")
+def _quantized_conv(c: Call):
+    x, packed = c.arg(0), c.arg(1)
+    w = _unpack(packed)[0]
+    groups = int(packed.groups())
+    transposed = "transpose" in c.name
+    xs, ws = _shape(x), _shape(w)
+    out = _first_tensor(c.out)
+    n = len(xs) - 2
+    pads = [2 * int(p) for p in packed.padding()]
+    out_channels = ws[1] * groups if transposed else ws[0]
+    layers = [L.conv(xs[0], xs[1], out_channels, xs[2:], ws[2:], list(packed.stride())[:n], pads,
+                     list(packed.dilation())[:n], groups, out_size=_shape(out)[2:],
+                     transposed=transposed, bits=8)]
+    if "relu" in c.name:
+        layers.append(OPS.lower("relu", layers[0].output_elems))
+    return layers
+
+
 def _mm_layer(c: Call, a, b, bias=None):
     layer = L.matmul(_shape(a), _shape(b), a_is_weight=c.is_weight(a), b_is_weight=c.is_weight(b))
     out = [layer]
@@ -427,8 +468,9 @@ def _experts_params(module) -> list:
 
 
 def _tokens_per_expert(tokens: int, k: int, experts: int, routing: str) -> list[int]:
-    """Rows each expert multiplies. balanced: the tokens x k assignments spread evenly;
-    concentrated: every token picks the same k experts (the slowest case for the layer)."""
+    """Rows each expert multiplies. balanced: the tokens x k assignments spread evenly over
+    the experts; concentrated: every token picks the same k experts (the fewest expert
+    weights touched)."""
     if routing == "concentrated":
         return [tokens] * min(k, experts)
     total = tokens * k
@@ -708,7 +750,9 @@ def lower_records(tracer: Tracer) -> list[Node]:
             origin["routing"] = kwargs["note"]
             nodes.append(Node(node_name, qualified, tuple(args), origin, note=kwargs["note"]))
             continue
-        fn = ATEN.get(name)
+        namespace = qualified.split(".", 1)[0]
+        fn = ATEN.get(f"{namespace}::{name}") if namespace not in ("aten", "") else None
+        fn = fn or ATEN.get(name)
         call = Call(name, args, kwargs, out, tracer, qualified)
         try:
             if fn is not None:

@@ -315,3 +315,62 @@ def test_script_module_is_a_one_line_error():
 
     with pytest.raises(InputError, match="pass the eager nn.Module"):
         fodlam.profile(torch.jit.script(torch.nn.Linear(4, 4)), (1, 4))
+
+
+class _DataDependent(__import__("torch").nn.Module):
+    def __init__(self):
+        import torch
+        super().__init__()
+        self.a = torch.nn.Linear(8, 16)
+        self.b = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        import torch
+        h = torch.relu(self.a(x))
+        if h.sum() > 0:                      # a branch on a value
+            h = h * 2
+        return self.b(h[h[:, 0] > -1])       # a boolean mask: the shape depends on the data
+
+
+def test_data_dependent_model_needs_and_uses_real_inputs():
+    import torch
+    from fodlam.errors import ModelError
+
+    model = _DataDependent()
+    with pytest.raises(ModelError, match="real example inputs="):
+        fodlam.profile(model, (4, 8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prof = fodlam.profile(model, inputs=torch.randn(4, 8))
+    assert prof.total_macs == 4 * 8 * 16 + 4 * 16 * 4 and not prof.unmodeled
+    assert prof.model["trace"].startswith("real forward pass")
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with torch.device("meta"):
+        meta = _DataDependent()
+    with pytest.raises(ModelError, match="real example inputs="):
+        fodlam.profile(meta, inputs=torch.randn(4, 8))
+
+
+def test_quantized_modules_keep_their_macs_at_8_bits():
+    import torch
+    import torch.ao.nn.quantized as nnq
+
+    net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    dyn = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+    prof = fodlam.profile(dyn, (2, 16))
+    assert prof.total_macs == 2 * (16 * 32 + 32 * 4) and not prof.unmodeled
+    assert [layer.bits for n in prof.nodes for layer in n.node.layers if layer.macs] == [8, 8]
+
+    class Static(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nnq.Quantize(0.1, 0, torch.quint8)
+            self.c = nnq.Conv2d(3, 8, 3, padding=1)
+            self.f = nnq.Linear(8 * 8 * 8, 10)
+            self.dq = nnq.DeQuantize()
+
+        def forward(self, x):
+            return self.dq(self.f(self.c(self.q(x)).flatten(1)))
+
+    prof = fodlam.profile(Static(), inputs=torch.randn(1, 3, 8, 8))
+    assert prof.total_macs == 3 * 8 * 9 * 64 + 512 * 10 and not prof.unmodeled
+    assert {layer.bits for n in prof.nodes for layer in n.node.layers if layer.macs} == {8}
