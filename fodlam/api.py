@@ -31,28 +31,38 @@ def run_config(config, *, accelerator=None, compat: bool = False):
 
 def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None, inputs=None,
             strict: bool = False, cost_model: str | None = None, node: float | None = None,
-            moe_routing: str = "balanced", **forward_kwargs):
+            moe_routing: str = "balanced", weight_density=None, activation_density=None,
+            **forward_kwargs):
     """Profile a PyTorch module without running its arithmetic. See fodlam.importers.torch.
 
     ``accelerator``: bundled profile name, TOML path or Accelerator (default eyeriss-eie-65nm);
     ``cost_model``: override the profile's model ("fodlam-shape", "fodlam-2017");
     ``node``: rescale the profile to another process node (nm);
     ``moe_routing``: how a mixture-of-experts layer's tokens reach its experts, "balanced"
-    (default: tokens x top-k spread evenly) or "concentrated" (all to the same k experts)."""
+    (default: tokens x top-k spread evenly) or "concentrated" (all to the same k experts);
+    ``weight_density``: "measure" (count the non-zero weights; pruning masks applied), a
+    number, or ``{module path: number}``; ``activation_density``: a number or ``{node name
+    or module path: number}``. Densities reach the fc layers (the sparse engine uses them)
+    and are reported per layer; convolutions are costed dense."""
     from fodlam.importers.torch import profile_module
 
     return profile_module(model, input_shape, accelerator=_acc(accelerator, node), batch=batch,
                           dtype=dtype, inputs=inputs, strict=strict, cost_model=cost_model,
-                          moe_routing=moe_routing, **forward_kwargs)
+                          moe_routing=moe_routing, weight_density=weight_density,
+                          activation_density=activation_density, **forward_kwargs)
 
 
 def profile_onnx(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,
-                 strict: bool = False, cost_model: str | None = None, node: float | None = None):
-    """Profile an ONNX file. See fodlam.importers.onnx."""
+                 strict: bool = False, cost_model: str | None = None, node: float | None = None,
+                 weight_density=None, activation_density=None):
+    """Profile an ONNX file. See fodlam.importers.onnx. ``weight_density``: "measure" (read
+    the weights and count their non-zeros; opt-in, the default never reads them) or a number
+    for every fc weight; ``activation_density``: a number, or ``{node name: number}``."""
     from fodlam.importers.onnx import profile_file
 
     return profile_file(path, accelerator=_acc(accelerator, node), input_shapes=input_shapes,
-                        dims=dims, batch=batch, strict=strict, cost_model=cost_model)
+                        dims=dims, batch=batch, strict=strict, cost_model=cost_model,
+                        weight_density=weight_density, activation_density=activation_density)
 
 
 def _acc(accelerator, node=None, rule=None):

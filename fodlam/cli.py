@@ -168,8 +168,22 @@ def add_onnx_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, metavar="N", help="value of the leading (batch) dimension")
     p.add_argument("--annotate", metavar="OUT.onnx",
                    help="write a copy of the model with each node's estimate for Netron")
+    p.add_argument("--weight-density", metavar="measure|D",
+                   help="non-zero fraction of the fc weights: 'measure' reads them (opt-in), or a number")
+    p.add_argument("--activation-density", type=float, metavar="D",
+                   help="non-zero fraction of the activations entering fc layers")
     add_output_flags(p)
     add_budget_flags(p)
+
+
+def _density_arg(value):
+    if value is None or value == "measure":
+        return value
+    try:
+        d = float(value)
+    except ValueError:
+        raise InputError(f"--weight-density {value}: give 'measure' or a number in (0, 1]") from None
+    return d
 
 
 def parse_assignments(values, what: str, flag: str) -> dict:
@@ -209,7 +223,9 @@ def cmd_onnx(args) -> int:
         raise InputError(f"--batch {args.batch}: must be a positive integer")
     profile = profile_onnx(args.model, accelerator=_accelerator_arg(args), input_shapes=shapes,
                            dims=dims, batch=args.batch, strict=args.strict,
-                           cost_model=getattr(args, "cost_model", None))
+                           cost_model=getattr(args, "cost_model", None),
+                           weight_density=_density_arg(getattr(args, "weight_density", None)),
+                           activation_density=getattr(args, "activation_density", None))
     if args.annotate:
         from fodlam.importers.onnx import write_annotated
         write_annotated(args.model, profile, args.annotate)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from . import layers as L
+from .errors import InputError
 from .layers import MAC_KINDS, Layer
 
 
@@ -42,3 +44,39 @@ class Node:
     @property
     def ops(self) -> int:
         return sum(layer.ops for layer in self.layers)
+
+
+def apply_activation_density(nodes, spec):
+    """Non-zero fraction of the activations entering fc layers: a number for all, or a
+    mapping of node names or module paths to numbers."""
+    if spec is None:
+        return nodes
+    def pick(node):
+        if isinstance(spec, dict):
+            return spec.get(node.name, spec.get(node.origin.get("module", "")))
+        return spec
+    out = []
+    for node in nodes:
+        d = pick(node)
+        if d is not None:
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 1:
+                raise InputError(f"activation_density for {node.name} must be in (0, 1], got {d!r}")
+            node = replace(node, layers=tuple(replace(l, activation_density=float(d))
+                                              if isinstance(l, L.FullyConnected) else l
+                                              for l in node.layers))
+        out.append(node)
+    return out
+
+
+def apply_weight_density(nodes, density_of):
+    """fc layers of each node with the weight density ``density_of(node)`` returns (None:
+    leave them as they are)."""
+    out = []
+    for node in nodes:
+        d = density_of(node)
+        if d is not None and d < 1.0:
+            node = replace(node, layers=tuple(replace(l, weight_density=max(float(d), 1e-6))
+                                              if isinstance(l, L.FullyConnected) else l
+                                              for l in node.layers))
+        out.append(node)
+    return out

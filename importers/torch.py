@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import itertools
 import math
+from dataclasses import replace
 import sys
 from pathlib import Path
 from typing import Callable
@@ -29,7 +30,7 @@ from typing import Callable
 from fodlam import layers as L
 from fodlam import ops as OPS
 from fodlam.errors import InputError, LayerError, ModelError
-from fodlam.nodes import Node
+from fodlam.nodes import Node, apply_activation_density
 
 try:
     import torch
@@ -94,6 +95,13 @@ class Call:
 
     def is_weight(self, t) -> bool:
         return self.tracer.is_weight(t)
+
+    def sparse(self, layer, weight):
+        """The layer with the density measured or given for its weight operand."""
+        density = self.tracer.densities.get(self.tracer.origin.get(id(weight)))
+        if density is not None and isinstance(layer, L.FullyConnected) and density < 1.0:
+            return replace(layer, weight_density=max(density, 1e-6))
+        return layer
 
 
 @aten("convolution", "_convolution", "convolution_overrideable", "mkldnn_convolution",
@@ -170,6 +178,7 @@ def _quantized_conv(c: Call):
 
 def _mm_layer(c: Call, a, b, bias=None):
     layer = L.matmul(_shape(a), _shape(b), a_is_weight=c.is_weight(a), b_is_weight=c.is_weight(b))
+    layer = c.sparse(layer, b if c.is_weight(b) else a)
     out = [layer]
     if bias is not None and isinstance(bias, torch.Tensor):
         out.append(OPS.lower("add", layer.output_elems))
@@ -189,7 +198,7 @@ def _addmm(c: Call):
 @aten("linear")
 def _linear(c: Call):
     x, w, b = c.arg(0), c.arg(1), c.arg(2, "bias")
-    return [L.fc(_numel(x) // _shape(x)[-1], _shape(w)[1], _shape(w)[0])] + (
+    return [c.sparse(L.fc(_numel(x) // _shape(x)[-1], _shape(w)[1], _shape(w)[0]), w)] + (
         [OPS.lower("add", _numel(c.out))] if isinstance(b, torch.Tensor) else [])
 
 
@@ -376,10 +385,15 @@ class Tracer(TorchDispatchMode):
         self.weights: set[int] = set()
         self._keep: list = []          # keep traced tensors alive so ids stay unique
         self.suppress = 0              # > 0 inside a module lowered whole (RNNs)
+        self.origin: dict[int, str] = {}     # id of a weight tensor -> its parameter's name
+        self.densities: dict[str, float] = {}  # parameter name -> non-zero fraction
 
-    def mark_weight(self, t):
+    def mark_weight(self, t, name=None, like=None):
         self.weights.add(id(t))
         self._keep.append(t)
+        source = name if name is not None else self.origin.get(id(like)) if like is not None else None
+        if source is not None:
+            self.origin[id(t)] = source
 
     def is_weight(self, t) -> bool:
         return isinstance(t, torch.Tensor) and id(t) in self.weights
@@ -393,10 +407,19 @@ class Tracer(TorchDispatchMode):
         # reshaping, transposing, slicing or casting a weight yields a weight; such
         # preprocessing of parameters is folded at load time and is not a model operation
         first = args[0] if args else None
-        if self.is_weight(first) and (name in WEIGHT_VIEWS or OPS.is_view(name)):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        derived = self.is_weight(first) and (name in WEIGHT_VIEWS or OPS.is_view(name))
+        # an op computed only from weights (a pruning mask applied, weights scaled) is
+        # weight preparation, folded at load time: its result is a weight too
+        derived = derived or (len(tensors) > 1 and all(self.is_weight(a) for a in tensors)
+                              and name in ("mul", "add", "sub", "div", "where", "masked_fill"))
+        if derived:
+            # name the result after the operand that is a parameter (weight_orig, not its
+            # pruning mask) where one is
+            like = next((a for a in tensors if self.origin.get(id(a)) in self.densities), first)
             for t in (out if isinstance(out, (list, tuple)) else [out]):
                 if isinstance(t, torch.Tensor):
-                    self.mark_weight(t)
+                    self.mark_weight(t, like=like)
             return out
         if name in SILENT or func.namespace == "prim":
             return out
@@ -502,11 +525,51 @@ def _moe_layers(module, hidden, top_k_index, routing: str):
     return layers, note
 
 
+def weight_densities(model, spec) -> dict[str, float]:
+    """Non-zero fraction per parameter name: ``"measure"`` reads the real parameters (a
+    pruned weight, ``torch.nn.utils.prune``, counts with its mask applied), a number applies
+    to every weight, a mapping names modules (``{"classifier.1": 0.1}``)."""
+    if spec is None:
+        return {}
+    names = [n for n, _ in model.named_parameters()]
+    if isinstance(spec, str):
+        if spec != "measure":
+            raise InputError(f"weight_density must be 'measure', a number or a mapping, not {spec!r}")
+        out = {}
+        buffers = dict(model.named_buffers())
+        for name, p in model.named_parameters():
+            if p.device.type == "meta" or isinstance(p, torch.nn.parameter.UninitializedParameter):
+                raise InputError("weight_density='measure' reads the weights, but this model has none "
+                                 "(meta device); give a number or a per-module mapping instead")
+            t = p.detach()
+            if name.endswith("_orig") and name[:-5] + "_mask" in buffers:
+                t = t * buffers[name[:-5] + "_mask"]
+            out[name] = float(torch.count_nonzero(t)) / max(1, t.numel())
+        return out
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if not 0 < spec <= 1:
+            raise InputError(f"weight_density must be in (0, 1], got {spec}")
+        return {n: float(spec) for n in names}
+    if isinstance(spec, dict):
+        out = {}
+        for module, d in spec.items():
+            if not isinstance(d, (int, float)) or not 0 < d <= 1:
+                raise InputError(f"weight_density for '{module}' must be in (0, 1], got {d!r}")
+            hit = [n for n in names if n.rsplit(".", 1)[0] == module]
+            if not hit:
+                raise InputError(f"weight_density names module '{module}', which has no parameters; "
+                                 "use the module paths of model.named_modules()")
+            out.update({n: float(d) for n in hit})
+        return out
+    raise InputError("weight_density must be 'measure', a number in (0, 1] or a {module: density} mapping")
+
+
 def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_routing="balanced",
-          **forward_kwargs):
+          weight_density=None, **forward_kwargs):
     """(nodes, info). Runs the forward on fake tensors only."""
     if moe_routing not in MOE_ROUTING:
         raise InputError(f"moe_routing must be one of {', '.join(MOE_ROUTING)}, not {moe_routing!r}")
+    densities = weight_densities(model, weight_density) if isinstance(model, nn.Module) else {}
     if not isinstance(model, nn.Module):
         raise InputError(f"fodlam.profile needs a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, torch.jit.ScriptModule):
@@ -573,11 +636,12 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
             state = {}
             for name, p in model.named_parameters():
                 state[name] = _fake_like(p, requires_grad=True)
-                tracer.mark_weight(state[name])
+                tracer.mark_weight(state[name], name)
             for name, b in model.named_buffers():
                 state[name] = _fake_like(b)
-                tracer.mark_weight(state[name])
+                tracer.mark_weight(state[name], name)
             args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)
+        tracer.densities = densities
         import logging
         fake_log = logging.getLogger("torch._subclasses.fake_tensor")
         level = fake_log.level
@@ -596,11 +660,12 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
                         "weights, not on the meta device) and FODLAM records one real forward "
                         "pass instead") from None
                 tracer = Tracer()
+                tracer.densities = densities
                 real_args, real_kwargs = _real_inputs(inputs, forward_kwargs)
-                for p in model.parameters():
-                    tracer.mark_weight(p)
-                for b in model.buffers():
-                    tracer.mark_weight(b)
+                for name, p in model.named_parameters():
+                    tracer.mark_weight(p, name)
+                for name, b in model.named_buffers():
+                    tracer.mark_weight(b, name)
                 with torch.no_grad(), tracer:
                     model(*real_args, **real_kwargs)
                 path = f"real forward pass (the forward depends on its data: {type(e).__name__})"
@@ -610,7 +675,8 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
             elif shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
                 return trace(model, input_shape, batch=batch,
                              dtype=torch.float32 if _wants_integer_input(model) else torch.int64,
-                             inputs=None, moe_routing=moe_routing, **forward_kwargs)
+                             inputs=None, moe_routing=moe_routing, weight_density=weight_density,
+                             **forward_kwargs)
             else:
                 msg = " ".join(str(e).split())[:300]
                 raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
@@ -774,12 +840,14 @@ def lower_records(tracer: Tracer) -> list[Node]:
 
 def profile_module(model, input_shape=None, *, accelerator=None, batch=None, dtype=None,
                    inputs=None, strict=False, cost_model=None, moe_routing="balanced",
-                   **forward_kwargs):
+                   weight_density=None, activation_density=None, **forward_kwargs):
     from fodlam.api import cost_model_for
     from fodlam.profile import build_profile
 
     nodes, info, resolved_batch = trace(model, input_shape, batch=batch, dtype=dtype,
-                                        inputs=inputs, moe_routing=moe_routing, **forward_kwargs)
+                                        inputs=inputs, moe_routing=moe_routing,
+                                        weight_density=weight_density, **forward_kwargs)
+    nodes = apply_activation_density(nodes, activation_density)
     profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
                             batch=resolved_batch)
     if strict:

@@ -374,3 +374,43 @@ def test_quantized_modules_keep_their_macs_at_8_bits():
     prof = fodlam.profile(Static(), inputs=torch.randn(1, 3, 8, 8))
     assert prof.total_macs == 3 * 8 * 9 * 64 + 512 * 10 and not prof.unmodeled
     assert {layer.bits for n in prof.nodes for layer in n.node.layers if layer.macs} == {8}
+
+
+def test_weight_and_activation_density_reach_the_sparse_engine(tmp_path):
+    import torch
+    import torch.nn.utils.prune as prune
+
+    from fodlam.errors import InputError
+
+    net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    dense = fodlam.profile(net, (1, 256))
+    prune.l1_unstructured(net[0], "weight", amount=0.9)          # masks applied in the forward
+    prof = fodlam.profile(net, (1, 256), weight_density="measure", activation_density=0.5)
+    fcs = [layer for n in prof.nodes for layer in n.node.layers if layer.kind == "fc"]
+    assert [round(f.weight_density, 3) for f in fcs] == [0.1, 1.0]
+    assert all(f.activation_density == 0.5 for f in fcs)
+    assert prof.total_macs == dense.total_macs                    # MACs stay the dense count
+    assert prof.total_latency_s < 0.6 * dense.total_latency_s     # EIE skips the zeros
+    data = json.loads(prof.to_json())
+    assert data["nodes"][0]["layers"][0]["weight_density"] == pytest.approx(0.1, abs=1e-3)
+    by_module = fodlam.profile(net, (1, 256), weight_density={"2": 0.25})
+    assert [layer.weight_density for n in by_module.nodes for layer in n.node.layers
+            if layer.kind == "fc"] == [1.0, 0.25]
+    with pytest.raises(InputError, match="no parameters"):
+        fodlam.profile(net, (1, 256), weight_density={"nope": 0.5})
+    with torch.device("meta"):
+        meta = torch.nn.Linear(8, 8)
+    with pytest.raises(InputError, match="meta device"):
+        fodlam.profile(meta, (1, 8), weight_density="measure")
+
+    # ONNX: measuring reads the weights only when asked
+    prune.remove(net[0], "weight")
+    path = tmp_path / "pruned.onnx"
+    torch.onnx.export(net.eval(), (torch.randn(1, 256),), str(path), dynamo=False)
+    onnx_prof = fodlam.profile_onnx(path, weight_density="measure")
+    assert [round(layer.weight_density, 3) for n in onnx_prof.nodes for layer in n.node.layers
+            if layer.kind == "fc"] == [0.1, 1.0]
+    r = run_cli(str(path), "--weight-density", "0.2", "--format", "json", script="fodlam-onnx")
+    assert r.returncode == 0, r.stderr
+    assert {layer["weight_density"] for n in json.loads(r.stdout)["nodes"] for layer in n["layers"]
+            if layer["kind"] == "fc"} == {0.2}

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from fodlam import layers as L
-from fodlam.errors import LayerError, ModelError
-from fodlam.nodes import Node
+from fodlam.errors import InputError, LayerError, ModelError
+from fodlam.nodes import Node, apply_activation_density, apply_weight_density
 
 from onnx import helper
 
@@ -230,13 +230,46 @@ def _import_file(path, *, input_shapes=None, dims=None, batch=None):
     return nodes, info, warnings + graph.warnings, resolved_batch
 
 
+def _weight_densities(path, spec, nodes) -> list:
+    """fc layers with the weight density given (a number) or measured from the initializers
+    they multiply ("measure": reads the weights, from inside the model's folder only)."""
+    if spec is None:
+        return nodes
+    if spec == "measure":
+        import numpy as np
+        from onnx import numpy_helper
+
+        from .annotate import _full_model
+
+        model = _full_model(path)
+        density = {}
+        for init in model.graph.initializer:
+            if len(init.dims) >= 2:
+                arr = numpy_helper.to_array(init)
+                density[init.name] = float(np.count_nonzero(arr)) / max(1, arr.size)
+        by_index = {i: n for i, n in enumerate(model.graph.node)}
+
+        def of(node):
+            onnx_node = by_index.get(node.origin.get("index")) if "subgraph" not in node.origin else None
+            if onnx_node is None:
+                return None
+            return next((density[i] for i in onnx_node.input if i in density), None)
+        return apply_weight_density(nodes, of)
+    if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not 0 < spec <= 1:
+        raise InputError(f"weight density must be 'measure' or a number in (0, 1], got {spec!r}")
+    return apply_weight_density(nodes, lambda node: float(spec))
+
+
 def profile_file(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,
-                 strict: bool = False, cost_model: str | None = None):
+                 strict: bool = False, cost_model: str | None = None, weight_density=None,
+                 activation_density=None):
     from fodlam.api import cost_model_for
     from fodlam.profile import build_profile
 
     nodes, info, warnings, resolved_batch = import_file(path, input_shapes=input_shapes,
                                                         dims=dims, batch=batch)
+    nodes = _weight_densities(path, weight_density, nodes)
+    nodes = apply_activation_density(nodes, activation_density)
     profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
                             batch=resolved_batch, warnings=warnings)
     if strict:
