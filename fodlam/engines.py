@@ -82,6 +82,21 @@ def cost_layer(layer, pick) -> LayerCost:
     return out
 
 
+def precision(arch: dict, bits) -> int:
+    """The bit width an engine computes a nest in: the layer's own when the profile lists it
+    in ``precisions``, else the widest listed one below it (an fp32 model runs at 16 bits
+    on a 16-bit array, as it would be deployed), else the narrowest listed; the profile's
+    native width (``bytes_per_element``) when the layer states none."""
+    native = int(round(float(arch.get("bytes_per_element", 2)) * 8))
+    supported = sorted(int(b) for b in arch.get("precisions", [native]))
+    if not bits:
+        return native
+    if bits in supported:
+        return int(bits)
+    lower = [b for b in supported if b <= bits]
+    return max(lower) if lower else supported[0]
+
+
 # ---- row-stationary array (Eyeriss) ---------------------------------------------------------
 
 @lru_cache(maxsize=4096)
@@ -116,7 +131,7 @@ def rs_features(nest: Nest, arch: dict, kappa: float, q_cap: float) -> dict:
     does not depend on the batch (items are processed one plane at a time, so a batch
     costs the sum of its items); the input map is read once; DRAM carries the input and
     output maps and the B operand (weights) once."""
-    bpe = arch["bytes_per_element"]
+    bpe = precision(arch, nest.bits) / 8
     A = active_pes(nest.r, nest.e, arch["pe_rows"], arch["pe_cols"])
     q = min(max(kappa / (nest.e * nest.r * math.sqrt(nest.s)), 1.0), q_cap, float(nest.c))
     outputs = nest.steps * nest.groups * nest.rows * nest.m
@@ -228,7 +243,10 @@ class SparseVector:
 class WeightStationary:
     kind = "weight-stationary systolic array"
 
-    def __init__(self, name: str, arch: dict, power: dict | None, energy: dict | None):
+    def __init__(self, name: str, arch: dict, power: dict | None, energy: dict | None,
+                 per_precision: dict | None = None):
+        self.arch = dict(arch)
+        self.per_precision = {str(k): dict(v) for k, v in (per_precision or {}).items()}
         try:
             self.ak = int(arch["array_k"])
             self.an = int(arch["array_n"])
@@ -248,9 +266,19 @@ class WeightStationary:
         self.peak = self.ak * self.an * self.clock_hz
         self.fill = 2 * self.ak + self.an - 2
 
+    def at(self, nest: Nest) -> tuple[int, int, int, float, float | None]:
+        """(bits, array_k, array_n, bytes per element, MAC energy) for the nest's precision:
+        ``[precision."BITS"]`` in the profile overrides the array and energy figures."""
+        bits = precision(self.arch, nest.bits)
+        o = self.per_precision.get(str(bits), {})
+        mac_j = o.get("mac_j", (self.energy or {}).get("mac_j"))
+        return bits, int(o.get("array_k", self.ak)), int(o.get("array_n", self.an)), bits / 8, mac_j
+
     def mapping(self, nest: Nest) -> dict:
+        bits, ak, an, bpe, _ = self.at(nest)
+        fill = 2 * ak + an - 2
         K, N, T = nest.k, nest.m, nest.rows
-        folds_k, folds_n = math.ceil(K / self.ak), math.ceil(N / self.an)
+        folds_k, folds_n = math.ceil(K / ak), math.ceil(N / an)
         folds = folds_k * folds_n
         # rows stay on chip while every weight tile passes over them; rows that do not fit
         # are processed in tiles, each of which loads every weight tile again. A row holds
@@ -259,46 +287,49 @@ class WeightStationary:
         # the partial sums of one column of tiles (outputs leave as each column finishes)
         reps = nest.steps * nest.groups
         row_in = min(nest.in_elems / max(1, reps * T), K)
-        row_bytes = (row_in + min(N, self.an)) * self.bpe
+        row_bytes = (row_in + min(N, an)) * bpe
         rows_per_tile = max(1, int(self.onchip // max(row_bytes, 1e-9)))
         tiles = math.ceil(T / rows_per_tile)
-        cycles = reps * folds * (tiles * self.fill + T)
-        b_bytes = reps * K * N * self.bpe * tiles
-        act = (nest.in_elems + nest.out_elems) * self.bpe
+        cycles = reps * folds * (tiles * fill + T)
+        b_bytes = reps * K * N * bpe * tiles
+        act = (nest.in_elems + nest.out_elems) * bpe
         # streamed: every layer reads its input maps from DRAM and writes its outputs back
         # (NVDLA); resident: maps stay in the on-chip buffer between layers (TPU v1's
         # Unified Buffer), and rows beyond it cost weight reloads (the row tiles above)
         act_dram = act if self.activations == "streamed" else 0.0
-        sram = reps * self.bpe * (T * K * folds_n + T * N * (2 * folds_k - 1)) + b_bytes
-        return dict(folds=folds, folds_k=folds_k, folds_n=folds_n, row_tiles=tiles,
-                    fill_drain_cycles=reps * folds * tiles * self.fill, cycles=cycles,
+        sram = reps * bpe * (T * K * folds_n + T * N * (2 * folds_k - 1)) + b_bytes
+        return dict(bits=bits, array_k=ak, array_n=an, folds=folds, folds_k=folds_k,
+                    folds_n=folds_n, row_tiles=tiles,
+                    fill_drain_cycles=reps * folds * tiles * fill, cycles=cycles,
                     dram_bytes=b_bytes + act_dram, activation_dram_bytes=act_dram,
                     sram_bytes=sram)
 
     def cost(self, nest: Nest) -> EngineCost:
         mp = self.mapping(nest)
+        ak, an, mac_j = mp["array_k"], mp["array_n"], self.at(nest)[4]
         t_c = mp["cycles"] / self.clock_hz
         t_d = mp["dram_bytes"] / self.dram_bw
         t = max(t_c, t_d)
         macs = nest.macs
-        parts = self.energy_parts(macs, mp["sram_bytes"], mp["dram_bytes"], t, macs / self.peak)
+        parts = self.energy_parts(macs, mp["sram_bytes"], mp["dram_bytes"], t,
+                                  macs / (ak * an * self.clock_hz), mac_j=mac_j)
         bound = "DRAM-bound" if t_d > t_c else "compute-bound"
-        util = macs / (mp["cycles"] * self.ak * self.an) if mp["cycles"] else 0.0
-        how = (f"{self.ak}x{self.an} array, {mp['folds']} weight tile(s) x {mp['row_tiles']} row "
+        util = macs / (mp["cycles"] * ak * an) if mp["cycles"] else 0.0
+        how = (f"{ak}x{an} array at {mp['bits']} bits, {mp['folds']} weight tile(s) x {mp['row_tiles']} row "
                f"tile(s), {mp['fill_drain_cycles']:.0f} fill/drain cycles of {mp['cycles']:.0f}, "
                f"utilisation {util:.2f}, {mp['dram_bytes'] / 1e6:.3g} MB DRAM, {bound}")
         mp.update(compute_s=t_c, dram_s=t_d, utilisation=util)
         return EngineCost(self.name, t, parts, bound, how, mp)
 
     def energy_parts(self, macs: float, sram: float, dram: float, seconds: float,
-                     busy_s: float) -> dict:
+                     busy_s: float, mac_j: float | None = None) -> dict:
         """Energy from measured idle/busy power (busy for the seconds the MACs need at peak)
         or from per-operation energies."""
         if self.power:
             idle, busy = float(self.power["idle_w"]), float(self.power["busy_w"])
             return {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
         en = self.energy
-        return {"compute": macs * float(en["mac_j"]),
+        return {"compute": macs * float(en["mac_j"] if mac_j is None else mac_j),
                 "onchip_sram": sram * float(en["sram_j_per_byte"]),
                 "dram": dram * float(en["dram_j_per_byte"]),
                 "static": float(en.get("leakage_w", 0.0)) * seconds}

@@ -830,8 +830,23 @@ def lower_records(tracer: Tracer) -> list[Node]:
                 continue
         except LayerError as e:
             raise ModelError(f"{node_name} ({qualified}): {e}") from None
+        bits = _dtype_bits(next((a for a in args if isinstance(a, torch.Tensor)), None))
+        if bits:
+            layers = [replace(x, bits=bits) if x.macs and x.bits is None and not
+                      isinstance(x, L.Counted) else x for x in layers]
         nodes.append(Node(node_name, qualified, tuple(layers), origin))
     return nodes
+
+
+def _dtype_bits(t) -> int | None:
+    """Width of a tensor's elements: what a MAC layer's operands are (fp32 32, bf16 and
+    fp16 16, int8 and fp8 8)."""
+    if not isinstance(t, torch.Tensor):
+        return None
+    dtype = t.dtype
+    if dtype.is_complex or dtype == torch.bool:
+        return None
+    return dtype.itemsize * 8 if hasattr(dtype, "itemsize") else None
 
 
 # --------------------------------------------------------------------------------------

@@ -156,3 +156,24 @@ def test_bert_onnx_export_agrees_with_the_torch_side(tmp_path):
                       dynamo=False, input_names=["input_ids"])
     onnx_prof = fodlam.profile_onnx(path)
     assert onnx_prof.total_macs == macs - H * H and not onnx_prof.unmodeled
+
+
+def test_precision_reaches_layers_and_costs():
+    """fp32 and bf16 operands reach the layers as 32 and 16 bits. A profile that computes
+    in both (the template: [8, 16, 32]) costs them differently; NVDLA nv_full runs either
+    at 16 bits and an int8-quantized model at 8; Eyeriss computes in 16 bits only."""
+    model, kwargs, _ = llama()
+    model.eval()
+    fp32 = {acc: fodlam.profile(model, accelerator=acc, **kwargs)
+            for acc in ("generic-template", "nvdla-nv-full", "eyeriss-eie-65nm")}
+    assert {l.bits for n in fp32["generic-template"].nodes for l in n.node.layers if l.macs} == {32}
+    bf16 = {acc: fodlam.profile(model.to(torch.bfloat16), accelerator=acc, **kwargs) for acc in fp32}
+    model.float()
+    assert {l.bits for n in bf16["generic-template"].nodes for l in n.node.layers if l.macs} == {16}
+    assert bf16["generic-template"].total_energy_j < 0.6 * fp32["generic-template"].total_energy_j
+    for acc in ("nvdla-nv-full", "eyeriss-eie-65nm"):
+        assert bf16[acc].total_energy_j == pytest.approx(fp32[acc].total_energy_j, rel=0.02)
+    q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    int8 = fodlam.profile(q, accelerator="nvdla-nv-full", **kwargs)
+    assert int8.total_energy_j < 0.7 * fp32["nvdla-nv-full"].total_energy_j
+    assert "at 16 bits" in next(n.how for n in fp32["nvdla-nv-full"].nodes if n.macs)

@@ -48,7 +48,8 @@ class Roofline:
                               "or [energy] per-operation figures")
         try:
             self.array = WeightStationary(f"systolic array ({arch.get('array_k')}x{arch.get('array_n')}, "
-                                          "weight-stationary)", arch, self.power, self.energy)
+                                          "weight-stationary)", arch, self.power, self.energy,
+                                          p.get("precision"))
         except ConfigError as e:
             raise ConfigError(f"accelerator profile {self.accelerator.name}: {e}") from None
         self.clock_hz = self.array.clock_hz

@@ -22,6 +22,12 @@ from .wire import _check_external_data, load
 # Walking the graph (with subgraphs)
 # --------------------------------------------------------------------------------------
 
+#: ONNX element types -> bits (FLOAT, DOUBLE, FLOAT16, BFLOAT16, INT8, UINT8, INT16, UINT16,
+#: INT32, FLOAT8 variants, INT4, UINT4)
+_ELEM_BITS = {1: 32, 11: 64, 10: 16, 16: 16, 3: 8, 2: 8, 5: 16, 4: 16, 6: 32, 17: 8, 18: 8,
+              19: 8, 20: 8, 22: 4, 21: 4}
+
+
 def _repeat(layer: L.Layer, times: int) -> L.Layer:
     """A layer executed ``times`` times: every formula is linear in its batch."""
     if times == 1:
@@ -168,6 +174,9 @@ class Importer:
         op_type, domain = _s(node.op_type), _s(node.domain)
         name = self.unique(_s(node.name) or f"{op_type}_{index}")
         layers, note, modeled = self.lower_layers(node)
+        bits = _ELEM_BITS.get(self.g.dtypes.get(node.input[0])) if node.input else None
+        if bits and modeled:
+            layers = [replace(x, bits=bits) if x.macs and x.bits is None else x for x in layers]
         origin = {"onnx_node": _s(node.name), "op_type": op_type, "index": index}
         if domain and domain != "ai.onnx":
             origin["domain"] = domain
