@@ -59,7 +59,7 @@ _add("reduce", 1, "reducemean", "reducesum", "reducemax", "reducemin", "reducepr
      "reducel2", "reducelogsum", "reducelogsumexp", "reducesumsquare", "argmax", "argmin",
      "cumsum", "cumprod", "topk", "amax", "amin", "any", "all", "prod", "var", "std",
      "varmean", "stdmean", "logsumexp", "sort", "argsort", "cummax", "cummin", "median", "mode",
-     "ctcloss",
+     "ctcloss", "histc", "bincount", "histogram",
      "negativeloglikelihoodloss")
 # gathers and scatters: one copy per output element
 _add("gather", 1, "gather", "gatherelements", "gathernd", "scatter", "scatterelements",

@@ -190,6 +190,18 @@ def _mm(c: Call):
     return _mm_layer(c, c.arg(0), c.arg(1))
 
 
+@aten("_grouped_mm", "_scaled_grouped_mm")
+def _grouped_mm(c: Call):
+    """Rows of ``a`` multiplied by the weight of their group (MoE experts called directly):
+    every row meets one K x N slice, so it is an fc over the rows."""
+    a, b = c.arg(0), c.arg(1)
+    sa, sb = _shape(a), _shape(b)
+    k, n = sb[-2], sb[-1]
+    rows = int(math.prod(sa[:-1])) if len(sa) >= 2 else 1
+    layer = L.fc(rows, k, n) if c.is_weight(b) else L.MatMul(batch=1, m=rows, k=k, n=n)
+    return [layer]
+
+
 @aten("addmm", "baddbmm", "addmv", "_addmm_activation", "addbmm")
 def _addmm(c: Call):
     return _mm_layer(c, c.arg(1), c.arg(2), bias=c.arg(0))

@@ -414,3 +414,21 @@ def test_weight_and_activation_density_reach_the_sparse_engine(tmp_path):
     assert r.returncode == 0, r.stderr
     assert {layer["weight_density"] for n in json.loads(r.stdout)["nodes"] for layer in n["layers"]
             if layer["kind"] == "fc"} == {0.2}
+
+
+def test_grouped_mm_and_routing_ops_are_lowered():
+    import torch
+
+    class Grouped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(4, 32, 64, dtype=torch.bfloat16))
+
+        def forward(self, x):
+            offs = torch.tensor([4, 8, 12, 16], dtype=torch.int32)
+            torch.histc(x.float().sum(-1), bins=4)
+            return torch._grouped_mm(x, self.w, offs=offs)
+
+    prof = fodlam.profile(Grouped(), (16, 32), dtype=torch.bfloat16)
+    assert prof.total_macs == 16 * 32 * 64 and not prof.unmodeled
+    assert {n.kind for n in prof.nodes if n.macs} == {"fc"}
