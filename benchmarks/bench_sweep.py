@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fodlam import sweep as S  # noqa: E402
+from fodlam import sweeps as S  # noqa: E402
 
 MLP = '''
 import torch

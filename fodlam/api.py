@@ -70,3 +70,24 @@ def _acc(accelerator, node=None, rule=None):
     if node is not None or rule is not None:
         acc = acc.at_node(float(node) if node is not None else acc.process_nm, rule)
     return acc
+
+
+def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str | None = None,
+          cache=None, output=None, parquet: bool = True, quiet: bool = True):
+    """Run a design-space sweep: ``spec`` is a SWEEP.toml path (or a loaded
+    ``fodlam.sweeps.Sweep``). Returns the result (``.rows``: one dict per point, in sweep
+    order; ``.failed_models``; ``.computed`` / ``.cached``). ``cache``: a JSONL file that
+    keeps finished points (resume, extend); ``output``: a prefix to write PREFIX.csv (and
+    PREFIX.parquet with ``parquet=True``). ``backend="ray"`` runs on Ray (``address`` of a
+    cluster, or a local one). See docs/sweeps.md."""
+    from . import sweeps as S
+
+    plan = spec if isinstance(spec, S.Sweep) else S.load_sweep(spec)
+    result = S.run(plan, jobs=jobs, backend=backend, address=address, cache_path=cache, quiet=quiet)
+    if output is not None:
+        from pathlib import Path
+        prefix = Path(output)
+        S.write_csv(prefix.with_name(prefix.name + ".csv"), plan, result.rows)
+        if parquet:
+            S.write_parquet(prefix.with_name(prefix.name + ".parquet"), plan, result.rows)
+    return result

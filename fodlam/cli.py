@@ -313,7 +313,7 @@ def profile_target(target: str, input_shapes, dims=None, accelerator=None):
 def cmd_report(args) -> int:
     if not args.html and not args.png:
         raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
-    from .sweep import is_sweep_result
+    from .sweeps import is_sweep_result
     if is_sweep_result(args.model):
         return _sweep_report(args)
     dims = {k: int(v) for k, v in parse_assignments(args.dim, "VALUE", "--dim").items()}
@@ -346,7 +346,7 @@ def cmd_report(args) -> int:
 def cmd_sweep(args) -> int:
     from pathlib import Path
 
-    from . import sweep as S
+    from . import sweeps as S
     from .units import format_si
 
     spec = S.load_sweep(args.sweep)
@@ -410,7 +410,7 @@ def _sweep_report(args) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         raise InputError("reports need matplotlib: pip install 'fodlam[report]'")
     from .report import sweep as R
-    from .sweep import read_results
+    from .sweeps import read_results
     try:
         rows = read_results(args.model)
     except (OSError, ValueError) as e:

@@ -12,7 +12,7 @@ from .errors import InputError
 
 
 def _chunk(nodes, accels):
-    from fodlam.sweep import run_chunk
+    from fodlam.sweeps import run_chunk
     return run_chunk(nodes, accels)
 
 

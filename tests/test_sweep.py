@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import fodlam
-from fodlam import sweep as S
+from fodlam import sweeps as S
 from fodlam.errors import ConfigError
 
 from conftest import ROOT, run_cli
@@ -202,7 +202,14 @@ def test_ray_backend_equals_the_process_pool(project):
 
 def test_sweep_imports_no_heavy_package_until_used():
     import subprocess
-    code = ("import sys\nimport fodlam.sweep, fodlam.cli\n"
+    code = ("import sys\nimport fodlam.sweeps, fodlam.cli\n"
             "print('IMPORTED', [m for m in ('ray', 'pyarrow', 'tqdm', 'torch') if m in sys.modules])\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert "IMPORTED []" in r.stdout, r.stdout + r.stderr
+
+
+def test_fodlam_sweep_function(project):
+    res = fodlam.sweep(project / "sweep.toml", jobs=1, output=project / "api")
+    assert not res.failed and len(res.rows) == 40
+    assert (project / "api.csv").is_file() and (project / "api.parquet").is_file()
+    assert S.read_results(project / "api.csv")[0]["model"] == res.rows[0]["model"]

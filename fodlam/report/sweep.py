@@ -8,7 +8,7 @@ import json
 import math
 import statistics
 
-from ..sweep import _group
+from ..sweeps import _group
 from ..units import format_si
 from .html import _CSS, _JS, _img
 from .plots import png_bytes
