@@ -214,15 +214,24 @@ def _accels(entries, nodes, scaling, base: Path) -> tuple[list[AccelSpec], list[
         where = f"[[accelerators]] #{i}"
         if not isinstance(a, dict) or "profile" not in a:
             raise ConfigError(f"{where}: give profile = \"NAME\" (fodlam profiles lists them) or a .toml path")
-        unknown = set(a) - {"profile", "grid", "points"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; use grid = {{...}} or points = [...]")
         profile = _profile_spec(str(a["profile"]), base)
         acc = load_accelerator(profile)
         grid = a.get("grid", {})
         points = a.get("points", [])
         if not isinstance(grid, dict) or not isinstance(points, list):
             raise ConfigError(f"{where}: grid is a table of lists, points a list of tables")
+        grid = dict(grid)
+        # fields written directly in the entry (architecture.pe_rows = [8, 12, 16]) are grid
+        # axes too; a single number is a fixed override
+        for key, value in _flatten({k: v for k, v in a.items()
+                                    if k not in ("profile", "grid", "points", "nodes", "process_nm",
+                                                 "scaling")}).items():
+            grid[key] = value if isinstance(value, list) else [value]
+        entry_nodes = a.get("nodes", a.get("process_nm"))
+        if entry_nodes is not None:
+            entry_nodes = entry_nodes if isinstance(entry_nodes, list) else [entry_nodes]
+            entry_nodes = [float(_number(n, f"{where} nodes")) for n in entry_nodes]
+        entry_scaling = a.get("scaling", scaling)
         variants = []
         if grid:
             for k, v in grid.items():
@@ -241,9 +250,21 @@ def _accels(entries, nodes, scaling, base: Path) -> tuple[list[AccelSpec], list[
             for k, _ in variant:
                 if k not in keys:
                     keys.append(k)
-            for node in nodes:
-                out.append(AccelSpec(profile, tuple(variant), node, scaling if node is not None else None))
+            for node in (entry_nodes or nodes):
+                out.append(AccelSpec(profile, tuple(variant), node,
+                                     entry_scaling if node is not None else None))
     return out, keys
+
+
+def _flatten(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in table.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 def load_sweep(path) -> Sweep:
@@ -256,7 +277,9 @@ def load_sweep(path) -> Sweep:
     if not isinstance(batches, list) or not batches or not all(
             b is None or (isinstance(b, int) and not isinstance(b, bool) and b > 0) for b in batches):
         raise ConfigError(f"{path}: batches must be a list of positive integers")
-    nodes = head.get("nodes", [None])
+    nodes = head.get("nodes", head.get("process_nm", [None]))
+    if not isinstance(nodes, list):
+        nodes = [nodes]
     if not isinstance(nodes, list) or not nodes:
         raise ConfigError(f"{path}: nodes must be a list of process nodes in nm")
     nodes = [None if n is None else float(_number(n, "nodes")) for n in nodes]

@@ -213,3 +213,33 @@ def test_fodlam_sweep_function(project):
     assert not res.failed and len(res.rows) == 40
     assert (project / "api.csv").is_file() and (project / "api.parquet").is_file()
     assert S.read_results(project / "api.csv")[0]["model"] == res.rows[0]["model"]
+
+
+def test_fields_written_in_the_accelerator_entry_are_grid_axes(tmp_path):
+    (tmp_path / "s.toml").write_text("""
+[sweep]
+process_nm = [28]
+
+[[models]]
+torch = "examples.zoo:TwoInputNet"
+input_shape = [[1, 3, 16, 16], [1, 10]]
+
+[[accelerators]]
+profile = "eyeriss-eie-65nm"
+architecture.pe_rows = [8, 12, 16, 32]
+architecture.clock_mhz = 250
+
+[[accelerators]]
+profile = "tpu-v1"
+process_nm = [16, 7]
+scaling = "stillmaker-baas"
+""")
+    spec = S.load_sweep(tmp_path / "s.toml")
+    assert [dict(a.overrides) for a in spec.accels][:4] == [
+        {"architecture.pe_rows": r, "architecture.clock_mhz": 250} for r in (8, 12, 16, 32)]
+    assert [(a.node, a.scaling) for a in spec.accels] == [(28.0, "dennard")] * 4 + [
+        (16.0, "stillmaker-baas"), (7.0, "stillmaker-baas")]
+    res = S.run(spec, jobs=1, quiet=True)
+    assert not res.failed and len(res.rows) == 6
+    lat = [r["latency_s"] for r in res.rows[:4]]
+    assert lat[0] >= lat[3]                      # more PE rows never slower
