@@ -347,6 +347,7 @@ def cmd_sweep(args) -> int:
     from pathlib import Path
 
     from . import sweeps as S
+    from .report.table import render_table
     from .units import format_si
 
     spec = S.load_sweep(args.sweep)
@@ -389,19 +390,11 @@ def cmd_sweep(args) -> int:
             rows = [[str(r["point"]), r["accelerator"], r["overrides"] or "-", str(r["process_nm"] or "-"),
                      str(r["batch"] or "-"), format_si(r["energy_j"], "J"), format_si(r["latency_s"], "s"),
                      f"{r['edp_js']:.3g}"] for r in rs]
-            print(_table(["point", "accelerator", "overrides", "node nm", "batch", "energy", "latency",
-                          "EDP (J s)"], rows))
+            print("\n".join(render_table(["point", "accelerator", "overrides", "node nm", "batch",
+                                          "energy", "latency", "EDP (J s)"], rows)))
     if result.interrupted:
         return 130
     return 1 if result.failed else 0
-
-
-def _table(header, rows) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
 
 
 def _sweep_report(args) -> int:

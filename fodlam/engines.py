@@ -264,7 +264,6 @@ class WeightStationary:
         self.name = name
         self.power, self.energy = power, energy
         self.peak = self.ak * self.an * self.clock_hz
-        self.fill = 2 * self.ak + self.an - 2
 
     def at(self, nest: Nest) -> tuple[int, int, int, float, float | None]:
         """(bits, array_k, array_n, bytes per element, MAC energy) for the nest's precision:
