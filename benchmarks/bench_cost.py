@@ -24,8 +24,8 @@ import torch  # noqa: E402
 import fodlam  # noqa: E402
 from examples import zoo  # noqa: E402
 from fodlam.accelerator import bundled  # noqa: E402
-from fodlam.api import cost_model_for  # noqa: E402
-from fodlam.profile import build_profile  # noqa: E402
+from fodlam.models import for_accelerator as cost_model_for  # noqa: E402
+from fodlam.costed import build_profile  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
         peer = best_of(count, max(3, args.repeat // 5))
         for acc in bundled():
-            t = best_of(lambda: build_profile(nodes, cost_model_for(acc), model=prof.model), args.repeat)
+            t = best_of(lambda: build_profile(nodes, cost_model_for(acc), network=prof.model), args.repeat)
             print(f"{name:16s} {acc:18s} {len(nodes):6d} {t * 1e3:10.2f} {peer * 1e3:21.1f} {peer / t:7.1f}x")
     return 0
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from fodlam import layers as L
 from fodlam import technology
+from fodlam.accelerator import Architecture, parse_section
 from fodlam.errors import ConfigError
 from fodlam import engines as EN
 from fodlam.nest import nests
 
-from . import chip_figure, eie, eyeriss
+from .published import chip_figure, eie, eyeriss
 
 
 @dataclass
@@ -203,15 +204,20 @@ def _conv_geo(row):
     return nests(row.layer)[0]
 
 
-def _arch(arch: dict) -> dict:
-    a = dict(arch, clock_hz=float(arch.get("clock_mhz", 200)) * 1e6)
-    a.setdefault("bytes_per_element", 2)
-    return a
+def _arch(arch) -> Architecture:
+    """The profile's [architecture] (a table as written, or already typed), typed."""
+    if isinstance(arch, Architecture):
+        return arch
+    return parse_section(Architecture, arch, "[architecture]")
 
 
-def _dram_bw(arch: dict):
-    v = arch.get("dram_bytes_per_s")
+def _dram_bw(arch: Architecture):
+    v = arch.dram_bytes_per_s
     return float(v) if v else None
+
+
+def _rs_latency(f: dict, c: dict, dram_bw):
+    return EN.rs_latency(f, c["eta"], c["glb_bytes_per_s"], c["dram_a"], c["dram_b"], dram_bw)
 
 
 def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
@@ -263,7 +269,7 @@ def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
         dram_a = dram_b = 0.0
     coeffs = dict(kappa=kappa, q_cap=q_cap, eta=eta, glb_bytes_per_s=bw, dram_a=dram_a, dram_b=dram_b)
     # 4. energy by component
-    totals = [EN.rs_latency(f, coeffs, _dram_bw(arch))[1] for f in feats]
+    totals = [_rs_latency(f, coeffs, _dram_bw(arch))[1] for f in feats]
     A = [[x / r.energy_j for x in EN.rs_energy_terms(f, t)] for f, t, r in zip(feats, totals, rows)]
     coeffs.update(zip(EN.RS_ENERGY_KEYS, nnls(A, [1.0] * len(rows))))
     return coeffs
@@ -275,6 +281,7 @@ def fit_fc(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
         if not base:
             raise ConfigError("at least 3 fc rows are needed to fit the fc model (or give a base profile)")
         return base
+    arch = _arch(arch)
     feats = [EN.sparse_features(nests(r.layer)[0], arch) for r in rows]
     A = [[f["vectors"] / r.latency_s, f["vectors"] * f["cycles"] / f["clock_hz"] / r.latency_s]
          for f, r in zip(feats, rows)]
@@ -285,13 +292,13 @@ def fit_fc(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
 
 def predict(row: Row, arch: dict, conv: dict, fc: dict) -> tuple[float, float]:
     """(latency_s, energy_j) of a row's layer at its measured batch."""
+    a = _arch(arch)
     if row.kind == "conv":
-        a = _arch(arch)
         f = EN.rs_features(_conv_geo(row), a, conv["kappa"], conv["q_cap"])
-        _, t = EN.rs_latency(f, conv, _dram_bw(a))
+        _, t = _rs_latency(f, conv, _dram_bw(a))
         e = sum(x * conv[k] for x, k in zip(EN.rs_energy_terms(f, t), EN.RS_ENERGY_KEYS))
         return t, e
-    t = EN.sparse_latency(EN.sparse_features(nests(row.layer)[0], arch), fc)
+    t = EN.sparse_latency(EN.sparse_features(nests(row.layer)[0], a), fc["t0_s"], fc["cycles_scale"])
     return t, t * fc["power_w"]
 
 

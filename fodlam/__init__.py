@@ -17,7 +17,7 @@ from pathlib import Path as _Path
 from ._version import __version__
 from .accelerator import Accelerator, load_accelerator
 from .errors import FodlamError
-from .profile import Profile
+from .costed import Profile
 
 # In a source checkout that is run without installing, importers/ and calibration/ sit
 # beside this folder and install as fodlam.importers / fodlam.calibration: let the package

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ._paths import calibration_dir
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -15,9 +16,241 @@ else:  # pragma: no cover
 
 DEFAULT_ACCELERATOR = "eyeriss-eie-65nm"
 
+#: process nodes a profile may be at or be rescaled to (nm)
+NODE_RANGE = (1.0, 1000.0)
+
+
+# ---- typed sections ----------------------------------------------------------------------
+#
+# Each TOML table of a profile is parsed once, when the profile loads, into a frozen
+# dataclass: an unknown key, a value of the wrong type or out of its range, or a missing
+# required field is a one-line ConfigError naming the file, the table and the key. Field
+# metadata: ``kind`` is "int", "float", "str", "ints" (a list of positive integers) or
+# "table" (free-form); ``positive`` (> 0, the default for numbers) or ``min0`` (>= 0).
+
+def _f(kind="float", default=None, *, min0=False):
+    return field(default=default, metadata={"kind": kind, "min0": min0})
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """``[architecture]``: the hardware both cost models read. Systolic profiles
+    (fodlam-roofline) use ``array_k``/``array_n``/``onchip_bytes``/``activations``/
+    ``vector_width``; the row-stationary + sparse profile (fodlam-shape) uses
+    ``pe_rows``/``pe_cols``/``fc_pes``/``fc_clock_mhz``."""
+
+    clock_mhz: float | None = _f()
+    bytes_per_element: float | None = _f()
+    precisions: tuple | None = _f("ints")
+    dram_bytes_per_s: float | None = _f()
+    dram_provenance: str | None = _f("str")
+    array_k: int | None = _f("int")
+    array_n: int | None = _f("int")
+    onchip_bytes: float | None = _f()
+    activations: str | None = _f("str")
+    vector_width: int | None = _f("int")
+    pe_rows: int | None = _f("int")
+    pe_cols: int | None = _f("int")
+    fc_pes: int | None = _f("int")
+    fc_clock_mhz: float | None = _f()
+
+    def __post_init__(self):
+        if self.activations not in (None, "streamed", "resident"):
+            raise ValueError(f"activations must be 'streamed' or 'resident', not {self.activations!r}")
+
+
+@dataclass(frozen=True)
+class Power:
+    """``[power]``: measured chip power (W) at ``process_nm``."""
+
+    idle_w: float = _f(min0=True)
+    busy_w: float = _f()
+    process_nm: float | None = _f()
+
+    def __post_init__(self):
+        if self.idle_w is not None and self.busy_w is not None and self.busy_w < self.idle_w:
+            raise ValueError(f"busy_w = {self.busy_w:g} is below idle_w = {self.idle_w:g}")
+
+
+@dataclass(frozen=True)
+class Energy:
+    """``[energy]``: per-operation energies (J) at ``process_nm``."""
+
+    mac_j: float = _f()
+    sram_j_per_byte: float = _f()
+    dram_j_per_byte: float = _f()
+    leakage_w: float = _f(default=0.0, min0=True)
+    process_nm: float | None = _f()
+
+
+@dataclass(frozen=True)
+class PrecisionFigures:
+    """``[precision."BITS"]``: array size and MAC energy for layers at that width."""
+
+    array_k: int | None = _f("int")
+    array_n: int | None = _f("int")
+    mac_j: float | None = _f()
+
+
+@dataclass(frozen=True)
+class RooflineFigures:
+    """``[roofline]``: the chip's peak rates, reported with every profile."""
+
+    bytes_per_element: float | None = _f()
+    peak_macs_per_s: float | None = _f()
+    dram_bytes_per_s: float | None = _f()
+    provenance: str | None = _f("str")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """``[dispatch]``: which engine runs each loop nest (fodlam-shape)."""
+
+    rule: str = _f("str", "gemm-to-sparse")
+    says: str | None = _f("str")
+
+
+@dataclass(frozen=True)
+class ConvCoefficients:
+    """``[shape_model.conv]``: the row-stationary array's fitted coefficients."""
+
+    kappa: float = _f()
+    q_cap: float = _f()
+    eta: float = _f()
+    glb_bytes_per_s: float = _f()
+    dram_a: float = _f(min0=True)
+    dram_b: float = _f(min0=True)
+    p_array_w: float = _f(min0=True)
+    e_glb_j_per_byte: float = _f(min0=True)
+    e_io_j_per_byte: float = _f(min0=True)
+
+
+@dataclass(frozen=True)
+class FcCoefficients:
+    """``[shape_model.fc]``: the sparse engine's fitted coefficients."""
+
+    t0_s: float = _f(min0=True)
+    cycles_scale: float = _f()
+    power_w: float = _f(min0=True)
+
+
+@dataclass(frozen=True)
+class ShapeModel:
+    """``[shape_model]``: coefficients fitted by ``fodlam calibrate`` at ``process_nm``;
+    ``fit`` is the calibration's own report (free-form)."""
+
+    process_nm: float | None = _f()
+    conv: ConvCoefficients | None = _f("table")
+    fc: FcCoefficients | None = _f("table")
+    fit: dict | None = _f("table")
+
+
+SECTIONS = {"architecture": Architecture, "power": Power, "energy": Energy,
+            "roofline": RooflineFigures, "dispatch": Dispatch, "shape_model": ShapeModel}
+SUBSECTIONS = {("shape_model", "conv"): ConvCoefficients, ("shape_model", "fc"): FcCoefficients}
+
+
+def _value(kind: str, value, min0: bool, where: str):
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return value
+    if kind == "ints":
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ConfigError(f"{where} must be a list of positive integers, not {value!r}")
+        return tuple(value)
+    if kind == "table":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{where} must be a finite number, not {value!r}")
+    if kind == "int" and not float(value).is_integer():
+        raise ConfigError(f"{where} must be a whole number, not {value!r}")
+    if value < 0 or (value == 0 and not min0):
+        raise ConfigError(f"{where} = {value!r} must be {'non-negative' if min0 else 'positive'}")
+    return int(value) if kind == "int" else value
+
+
+def parse_section(cls, table, where: str):
+    """A TOML table as the frozen dataclass ``cls``, validated (``where`` names the file
+    and table in errors)."""
+    from dataclasses import fields
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    values = {}
+    for name, f in known.items():
+        if name not in table:
+            if f.default is None and f.metadata["kind"] != "table" and \
+                    not (f.type.endswith("None") if isinstance(f.type, str) else False):
+                raise ConfigError(f"{where} lacks {name}")
+            continue
+        values[name] = _value(f.metadata["kind"], table[name], f.metadata["min0"], f"{where} {name}")
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _sections(params: dict, label: str) -> dict:
+    """Every table of a profile parsed into its typed section (None where absent)."""
+    out = {}
+    for key, cls in SECTIONS.items():
+        table = params.get(key)
+        if table is None:
+            out[key] = None
+            continue
+        if cls is ShapeModel:
+            if not isinstance(table, dict):
+                raise ConfigError(f"{label} [shape_model] must be a table")
+            sub = {k: parse_section(SUBSECTIONS["shape_model", k], v, f"{label} [shape_model.{k}]")
+                   for k, v in table.items() if k in ("conv", "fc")}
+            top = parse_section(ShapeModel, table, f"{label} [shape_model]")
+            out[key] = replace(top, **sub)
+        else:
+            out[key] = parse_section(cls, table, f"{label} [{key}]")
+    precision = params.get("precision")
+    if precision is not None:
+        if not isinstance(precision, dict):
+            raise ConfigError(f"{label} [precision] must hold tables like [precision.\"16\"]")
+        for bits in precision:
+            if not str(bits).isdigit() or int(bits) <= 0:
+                raise ConfigError(f"{label} [precision.{bits!r}]: name a width in bits, e.g. "
+                                  "[precision.\"16\"]")
+        out["precision"] = {str(b): parse_section(PrecisionFigures, v, f"{label} [precision.\"{b}\"]")
+                            for b, v in precision.items()}
+    else:
+        out["precision"] = {}
+    return out
+
+
+TOP_KEYS = ("name", "description", "cost_model", "process_nm", "technology_scaling", "sources",
+            *SECTIONS, "precision")
+
+
+def check_node(node, where: str) -> float:
+    """A process node in nm, within ``NODE_RANGE``, else a one-line ConfigError."""
+    lo, hi = NODE_RANGE
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not lo <= node <= hi:
+        raise ConfigError(f"{where}: process node {node!r} nm is out of range; give a node between "
+                          f"{lo:g} and {hi:g} nm, e.g. 28")
+    return float(node)
+
 
 @dataclass(frozen=True)
 class Accelerator:
+    """An accelerator profile: what it is (name, cost model, process node, sources), its
+    raw tables (``params``, as written, for reports and sweeps) and the same tables typed
+    and validated (``architecture``, ``power``, ``energy``, ``roofline``, ``dispatch``,
+    ``shape_model``, ``precision``), which the engines read."""
+
     name: str
     description: str
     cost_model: str
@@ -26,8 +259,27 @@ class Accelerator:
     sources: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     path: str | None = None
+    architecture: Architecture | None = field(default=None, init=False, compare=False, repr=False)
+    power: Power | None = field(default=None, init=False, compare=False, repr=False)
+    energy: Energy | None = field(default=None, init=False, compare=False, repr=False)
+    roofline: RooflineFigures | None = field(default=None, init=False, compare=False, repr=False)
+    dispatch: Dispatch | None = field(default=None, init=False, compare=False, repr=False)
+    shape_model: ShapeModel | None = field(default=None, init=False, compare=False, repr=False)
+    precision: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        from .technology import RULES
+
+        label = f"accelerator profile {self.path or self.name}"
+        check_node(self.process_nm, label)
+        if self.technology_scaling not in RULES:
+            raise ConfigError(f"{label}: technology_scaling {self.technology_scaling!r} is not one of "
+                              f"{', '.join(RULES)}")
+        for key, value in _sections(self.params, label).items():
+            object.__setattr__(self, key, value)
 
     def at_node(self, node_nm: float, rule: str | None = None) -> "Accelerator":
+        node_nm = check_node(node_nm, f"rescaling {self.name}")
         return replace(self, process_nm=float(node_nm),
                        technology_scaling=rule or self.technology_scaling,
                        name=f"{self.name}@{node_nm:g}nm")
@@ -46,8 +298,7 @@ class Accelerator:
 
 
 def _accelerators_dir() -> Path:
-    from fodlam.calibration import ACCELERATORS_DIR
-    return ACCELERATORS_DIR
+    return calibration_dir() / "accelerators"
 
 
 def bundled() -> list[str]:
@@ -71,16 +322,34 @@ def _from_toml(path: Path) -> Accelerator:
     if missing:
         raise ConfigError(f"accelerator profile {path} lacks {', '.join(missing)}; "
                           f"see calibration/accelerators/ for examples")
-    try:
-        node = float(data["process_nm"])
-    except (TypeError, ValueError):
-        raise ConfigError(f"accelerator profile {path}: process_nm must be a number") from None
-    known = {"name", "description", "cost_model", "process_nm", "technology_scaling", "sources"}
-    return Accelerator(name=str(data["name"]), description=str(data.get("description", "")),
-                       cost_model=str(data["cost_model"]), process_nm=node,
-                       technology_scaling=str(data.get("technology_scaling", "dennard")),
-                       sources=dict(data.get("sources", {})),
-                       params={k: v for k, v in data.items() if k not in known}, path=str(path))
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"accelerator profile {path}: unknown key(s) or table(s) "
+                          f"{', '.join(unknown)}; known: {', '.join(TOP_KEYS)}")
+    node = data["process_nm"]
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise ConfigError(f"accelerator profile {path}: process_nm must be a number")
+    for key in ("name", "cost_model", "description", "technology_scaling"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"accelerator profile {path}: {key} must be a string")
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise ConfigError(f"accelerator profile {path}: [sources] holds strings (paper, table, row)")
+    top = {"name", "description", "cost_model", "process_nm", "technology_scaling", "sources"}
+    return Accelerator(name=data["name"], description=data.get("description", ""),
+                       cost_model=data["cost_model"], process_nm=float(node),
+                       technology_scaling=data.get("technology_scaling", "dennard"),
+                       sources=dict(sources),
+                       params={k: v for k, v in data.items() if k not in top}, path=str(path))
+
+
+def resolve(spec=None, node=None, rule=None) -> Accelerator:
+    """``load_accelerator(spec)``, rescaled to process ``node`` (nm) with scaling ``rule``
+    where either is given."""
+    acc = load_accelerator(spec)
+    if node is not None or rule is not None:
+        acc = acc.at_node(float(node) if node is not None else acc.process_nm, rule)
+    return acc
 
 
 def load_accelerator(spec: "str | Path | Accelerator | None" = None) -> Accelerator:

@@ -1,75 +1,84 @@
-"""The functions behind the public API and the CLI."""
+"""The public API: import -> lower -> cost -> Profile, orchestrated in one place.
+
+Each function names a model (``fodlam.sources.ModelRef`` or a live module), runs its
+importer (which returns an ``Imported``: data, no cost), builds the cost model the
+accelerator profile names (``fodlam.models``) and costs every node
+(``fodlam.costed.cost_imported``)."""
 
 from __future__ import annotations
 
 from . import models
-from .accelerator import load_accelerator
-
-
-def cost_model_for(accelerator=None, *, compat: bool = False, cost_model: str | None = None):
-    acc = load_accelerator(accelerator)
-    return models.build(cost_model or acc.cost_model, acc, compat=compat)
+from .accelerator import resolve
+from .costed import cost_imported
+from .sources import ModelRef
 
 
 def run_config(config, *, accelerator=None, compat: bool = False):
     """Cost a 2017-style configuration (path, ``-`` for stdin, or a parsed Config2017)."""
-    from .config2017 import Config2017, config_nodes, load_config
-    from .profile import build_profile
+    from .config2017 import config_imported
 
-    cfg = config if isinstance(config, Config2017) else load_config(str(config))
     # 2017 configurations are costed by the 2017 model (lookups of the published layers)
-    model = cost_model_for(accelerator, compat=compat, cost_model="fodlam-2017")
-    warnings = [f"layer {d} listed more than once: costed once (as the 2017 tool did)"
-                for d in cfg.duplicates]
-    info = {"name": cfg.name, "format": "fodlam-2017-config", "source": cfg.source}
-    if cfg.net:
-        info["net"] = cfg.net
-    else:
-        info["netfile"] = cfg.netfile.name
-    return build_profile(config_nodes(cfg), model, model=info, batch=1, warnings=warnings)
+    cost_model = models.for_accelerator(accelerator, compat=compat, cost_model="fodlam-2017")
+    return cost_imported(config_imported(config), cost_model)
 
 
 def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None, inputs=None,
             strict: bool = False, cost_model: str | None = None, node: float | None = None,
             moe_routing: str = "balanced", weight_density=None, activation_density=None,
             **forward_kwargs):
-    """Profile a PyTorch module without running its arithmetic. See fodlam.importers.torch.
+    """Profile a PyTorch module without running its arithmetic (fake tensors: no weights
+    read). See ``fodlam.importers.torch``.
 
-    ``accelerator``: bundled profile name, TOML path or Accelerator (default eyeriss-eie-65nm);
-    ``cost_model``: override the profile's model ("fodlam-shape", "fodlam-2017");
-    ``node``: rescale the profile to another process node (nm);
-    ``moe_routing``: how a mixture-of-experts layer's tokens reach its experts, "balanced"
-    (default: tokens x top-k spread evenly) or "concentrated" (all to the same k experts);
+    ``input_shape``: a tuple for one input, a list of tuples for several; ``inputs``:
+    example tensors (real, meta or fake) instead of shapes; ``batch`` overrides the leading
+    dimension; ``dtype``: the dtype of the fake floating inputs (token models get int64
+    ids by default); ``accelerator``: bundled profile name, TOML path or Accelerator
+    (default eyeriss-eie-65nm); ``cost_model``: override the profile's model
+    ("fodlam-shape", "fodlam-2017", "fodlam-roofline"); ``node``: rescale the profile to
+    another process node (nm); ``strict``: an unmodeled node is an error; ``moe_routing``:
+    how a mixture-of-experts layer's tokens reach its experts, "balanced" (default: tokens
+    x top-k spread evenly) or "concentrated" (all to the same k experts);
     ``weight_density``: "measure" (count the non-zero weights; pruning masks applied), a
     number, or ``{module path: number}``; ``activation_density``: a number or ``{node name
     or module path: number}``. Densities reach the fc layers (the sparse engine uses them)
-    and are reported per layer; convolutions are costed dense."""
-    from fodlam.importers.torch import profile_module
+    and are reported per layer; convolutions are costed dense. Other keyword arguments go
+    to the model's forward."""
+    from fodlam.importers.torch import import_module
 
-    return profile_module(model, input_shape, accelerator=_acc(accelerator, node), batch=batch,
-                          dtype=dtype, inputs=inputs, strict=strict, cost_model=cost_model,
-                          moe_routing=moe_routing, weight_density=weight_density,
-                          activation_density=activation_density, **forward_kwargs)
+    imported = import_module(model, input_shape, batch=batch, dtype=dtype, inputs=inputs,
+                             moe_routing=moe_routing, weight_density=weight_density,
+                             **forward_kwargs)
+    return cost_imported(imported, _cost_model(accelerator, node, cost_model),
+                         activation_density=activation_density, strict=strict)
 
 
 def profile_onnx(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,
                  strict: bool = False, cost_model: str | None = None, node: float | None = None,
                  weight_density=None, activation_density=None):
-    """Profile an ONNX file. See fodlam.importers.onnx. ``weight_density``: "measure" (read
-    the weights and count their non-zeros; opt-in, the default never reads them) or a number
-    for every fc weight; ``activation_density``: a number, or ``{node name: number}``."""
-    from fodlam.importers.onnx import profile_file
+    """Profile an ONNX file. See ``fodlam.importers.onnx``. ``input_shapes``: ``{input
+    name: shape}``; ``dims``: ``{symbolic dimension: value}``; ``weight_density``:
+    "measure" (read the weights and count their non-zeros; opt-in, the default never reads
+    them) or a number for every fc weight; ``activation_density``: a number, or ``{node
+    name: number}``."""
+    ref = ModelRef.onnx(path, input_shapes=dict(input_shapes or {}), dims=dims, batch=batch)
+    return profile_ref(ref, accelerator=accelerator, strict=strict, cost_model=cost_model,
+                       node=node, weight_density=weight_density,
+                       activation_density=activation_density)
 
-    return profile_file(path, accelerator=_acc(accelerator, node), input_shapes=input_shapes,
-                        dims=dims, batch=batch, strict=strict, cost_model=cost_model,
-                        weight_density=weight_density, activation_density=activation_density)
+
+def profile_ref(ref: ModelRef, *, accelerator=None, strict: bool = False,
+                cost_model: str | None = None, node: float | None = None, rule: str | None = None,
+                dtype=None, weight_density=None, activation_density=None):
+    """Profile the model a ``ModelRef`` names (what every command does)."""
+    if ref.kind == "config2017":
+        return run_config(ref.source, accelerator=resolve(accelerator, node, rule))
+    imported = ref.load(dtype=dtype, weight_density=weight_density)
+    return cost_imported(imported, _cost_model(accelerator, node, cost_model, rule),
+                         activation_density=activation_density, strict=strict)
 
 
-def _acc(accelerator, node=None, rule=None):
-    acc = load_accelerator(accelerator)
-    if node is not None or rule is not None:
-        acc = acc.at_node(float(node) if node is not None else acc.process_nm, rule)
-    return acc
+def _cost_model(accelerator, node=None, cost_model=None, rule=None):
+    return models.for_accelerator(resolve(accelerator, node, rule), cost_model=cost_model)
 
 
 def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str | None = None,

@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .budget import Budget, BudgetResult, check_profile
 from .errors import ConfigError, FodlamError, InputError
+from .sources import ModelRef
 from .units import format_si
 
 CHECK_SCHEMA = "fodlam-check"
@@ -40,21 +41,15 @@ CHECK_SCHEMA_VERSION = 1
 
 
 @dataclass
-class ModelSpec:
-    name: str
-    onnx: Path | None = None
-    torch: str | None = None
-    input_shapes: list = field(default_factory=list)     # torch: list of shapes
-    onnx_shapes: dict = field(default_factory=dict)      # onnx: name -> shape
-    dims: dict = field(default_factory=dict)
-    batch: int | None = None
-    accelerator: str | None = None
-    budget: Budget = field(default_factory=Budget)
-    base_dir: Path = Path(".")
+class BudgetEntry:
+    """One model of a budget file: the model (a ``ModelRef``), its accelerator and budget."""
 
-    @property
-    def source(self) -> str:
-        return str(self.onnx) if self.onnx else f"{self.torch}"
+    name: str
+    ref: ModelRef
+    budget: Budget = field(default_factory=Budget)
+    accelerator: str | None = None
+    source: str = ""                 # the model as the file names it (reports)
+    base_dir: Path = Path(".")
 
 
 def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
@@ -77,14 +72,7 @@ def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
                      "pyproject.toml (see the README), or pass --config FILE")
 
 
-def _shape(value, where: str) -> tuple:
-    if not isinstance(value, list) or not value or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
-        raise ConfigError(f"{where}: a shape is a list of positive integers, e.g. [1, 3, 224, 224]")
-    return tuple(value)
-
-
-def load_config(path: Path) -> tuple[list[ModelSpec], dict]:
+def load_config(path: Path) -> tuple[list[BudgetEntry], dict]:
     from .accelerator import read_toml
 
     data = read_toml(path)
@@ -103,82 +91,33 @@ def load_config(path: Path) -> tuple[list[ModelSpec], dict]:
     specs, names = [], set()
     for i, entry in enumerate(models):
         where = f"{path.name}: models[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table")
-        kinds = [k for k in ("onnx", "torch") if k in entry]
-        if len(kinds) != 1:
-            raise ConfigError(f"{where}: give exactly one of onnx = \"file.onnx\" or "
-                              "torch = \"module:factory\"")
-        name = str(entry.get("name") or entry[kinds[0]])
+        ref, = ModelRef.from_table(entry, where, base, extra_keys=("accelerator", "max_energy",
+                                                                    "max_latency"))
+        name = ref.name
         if name in names:
             raise ConfigError(f"{where}: model name '{name}' is used twice")
         names.add(name)
-        known = {"name", "onnx", "torch", "input_shape", "input_shapes", "dims", "batch",
-                 "accelerator", "max_energy", "max_latency"}
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(known))}")
         try:
             budget = Budget.from_strings(entry.get("max_energy"), entry.get("max_latency"))
         except FodlamError as e:
             raise ConfigError(f"{where} ({name}): {e}") from None
         if budget.empty:
             raise ConfigError(f"{where} ({name}): set max_energy and/or max_latency")
-        spec = ModelSpec(name=name, budget=budget, base_dir=base,
-                         accelerator=entry.get("accelerator", default_acc))
-        if "onnx" in entry:
-            spec.onnx = (base / str(entry["onnx"])).resolve()
-            shapes = entry.get("input_shapes", {})
-            if not isinstance(shapes, dict):
-                raise ConfigError(f"{where}: for an ONNX model input_shapes is a table "
-                                  "{ input_name = [1, 3, 224, 224] }")
-            spec.onnx_shapes = {k: _shape(v, f"{where} input_shapes.{k}") for k, v in shapes.items()}
-            dims = entry.get("dims", {})
-            if not isinstance(dims, dict) or not all(isinstance(v, int) and v > 0 for v in dims.values()):
-                raise ConfigError(f"{where}: dims is a table of positive integers, e.g. "
-                                  "{ batch = 1, seq = 128 }")
-            spec.dims = dict(dims)
-        else:
-            spec.torch = str(entry["torch"])
-            if "input_shape" in entry:
-                spec.input_shapes = [_shape(entry["input_shape"], f"{where} input_shape")]
-            elif "input_shapes" in entry:
-                raw = entry["input_shapes"]
-                if not isinstance(raw, list):
-                    raise ConfigError(f"{where}: input_shapes is a list of shapes")
-                spec.input_shapes = [_shape(s, f"{where} input_shapes") for s in raw]
-            else:
-                raise ConfigError(f"{where} ({name}): a torch model needs input_shape = [...]")
-        if "batch" in entry:
-            if not isinstance(entry["batch"], int) or entry["batch"] <= 0:
-                raise ConfigError(f"{where}: batch must be a positive integer")
-            spec.batch = entry["batch"]
-        specs.append(spec)
+        source = ref.source if ref.kind == "onnx" else str(entry["torch"])
+        specs.append(BudgetEntry(name=name, ref=ref, budget=budget, source=source, base_dir=base,
+                                 accelerator=entry.get("accelerator", default_acc)))
     return specs, table
 
 
-def profile_spec(spec: ModelSpec):
-    from .api import profile_onnx
+def profile_entry(entry: BudgetEntry):
+    """The entry's model, imported and costed on its accelerator."""
+    from . import models
+    from .costed import cost_imported
 
-    if spec.onnx is not None:
-        return profile_onnx(spec.onnx, accelerator=_acc(spec), input_shapes=spec.onnx_shapes,
-                            dims=spec.dims, batch=spec.batch)
-    from fodlam.importers.torch import profile_factory
-
-    if str(spec.base_dir) not in sys.path:
-        sys.path.insert(0, str(spec.base_dir))
-    spec_str = spec.torch
-    module, _, attr = spec_str.rpartition(":")
-    if module.endswith(".py") and not Path(module).is_absolute():
-        spec_str = f"{spec.base_dir / module}:{attr}"
-    shapes = spec.input_shapes
-    if spec.batch:
-        shapes = [(spec.batch,) + tuple(s[1:]) for s in shapes]
-    return profile_factory(spec_str, shapes, accelerator=_acc(spec))
+    return cost_imported(entry.ref.load(), models.for_accelerator(_acc(entry)))
 
 
-def _acc(spec: ModelSpec):
+def _acc(spec: BudgetEntry):
     if spec.accelerator and str(spec.accelerator).endswith(".toml"):
         return str((spec.base_dir / spec.accelerator).resolve())
     return spec.accelerator
@@ -188,7 +127,7 @@ def _acc(spec: ModelSpec):
 
 @dataclass
 class ModelCheck:
-    spec: ModelSpec
+    spec: BudgetEntry
     result: BudgetResult | None
     profile: object | None
     error: str | None = None
@@ -241,7 +180,7 @@ def _progress(done: int, n: int, name: str) -> None:
         stream.write(f"fodlam: [{done + 1}/{n}] {name}\n")
 
 
-def run_checks(specs: list[ModelSpec], baseline: dict | None = None,
+def run_checks(specs: list[BudgetEntry], baseline: dict | None = None,
                max_regression: float | None = None) -> list[ModelCheck]:
     checks = []
     base_models = {m["name"]: m for m in (baseline or {}).get("models", [])}
@@ -249,7 +188,7 @@ def run_checks(specs: list[ModelSpec], baseline: dict | None = None,
         _progress(i, len(specs), spec.name)
         t = time.perf_counter()
         try:
-            prof = profile_spec(spec)
+            prof = profile_entry(spec)
             result = check_profile(prof, spec.budget)
             check = ModelCheck(spec, result, prof)
         except FodlamError as e:

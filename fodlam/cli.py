@@ -54,12 +54,12 @@ def add_budget_flags(p: argparse.ArgumentParser) -> None:
 
 def _accelerator_arg(args):
     """--accelerator with --node / --scaling applied."""
-    from .api import _acc
+    from .accelerator import resolve
 
     node, rule = getattr(args, "node", None), getattr(args, "scaling", None)
     if node is not None and not (1 <= node <= 1000):
         raise InputError(f"--node {node}: give a process node in nm, e.g. 28")
-    return _acc(getattr(args, "accelerator", None), node, rule)
+    return resolve(getattr(args, "accelerator", None), node, rule)
 
 
 def check_budget_flags(profile, args) -> int:
@@ -113,9 +113,9 @@ def cmd_run(args) -> int:
 # ---- fodlam diagnose ---------------------------------------------------------------------
 
 def diagnose_data(accelerator=None, compat: bool = False) -> dict:
-    from .api import cost_model_for
+    from . import models
 
-    model = cost_model_for(accelerator, compat=compat, cost_model="fodlam-2017")
+    model = models.for_accelerator(accelerator, compat=compat, cost_model="fodlam-2017")
     return {"cost_model": model.name, "mode": model.mode, "normalisation": model.normalisation,
             "layers": model.per_mac_table(),
             "average": {k: {"energy_j_per_mac": r.energy_j_per_mac,
@@ -186,46 +186,29 @@ def _density_arg(value):
     return d
 
 
-def parse_assignments(values, what: str, flag: str) -> dict:
-    out = {}
-    for text in values:
-        name, sep, value = text.partition("=")
-        if not sep or not name:
-            raise InputError(f"{flag} {text!r}: expected NAME={what}")
-        out[name] = value
-    return out
+def _dims_arg(values) -> dict:
+    from .sources import parse_assignments, parse_positive_int
+
+    return {k: parse_positive_int(v, f"--dim {k}={v}") for k, v in
+            parse_assignments(values, "VALUE", "--dim").items()}
 
 
-def parse_shape(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise InputError(f"{flag} {text!r}: a shape is comma-separated integers, e.g. 1,3,224,224") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise InputError(f"{flag} {text!r}: every dimension must be a positive integer")
-    return dims
+def _onnx_ref(args):
+    from .sources import ModelRef, parse_positive_int
+
+    if args.batch is not None:
+        parse_positive_int(args.batch, f"--batch {args.batch}")
+    return ModelRef.onnx(args.model, input_shapes=args.input_shape, dims=_dims_arg(args.dim),
+                         batch=args.batch)
 
 
 def cmd_onnx(args) -> int:
-    from .api import profile_onnx
+    from .api import profile_ref
 
-    shapes = {k: parse_shape(v, "--input-shape") for k, v in
-              parse_assignments(args.input_shape, "D0,D1,...", "--input-shape").items()}
-    dims = {}
-    for k, v in parse_assignments(args.dim, "VALUE", "--dim").items():
-        try:
-            dims[k] = int(v)
-        except ValueError:
-            raise InputError(f"--dim {k}={v}: the value must be an integer") from None
-        if dims[k] <= 0:
-            raise InputError(f"--dim {k}={v}: the value must be positive")
-    if args.batch is not None and args.batch <= 0:
-        raise InputError(f"--batch {args.batch}: must be a positive integer")
-    profile = profile_onnx(args.model, accelerator=_accelerator_arg(args), input_shapes=shapes,
-                           dims=dims, batch=args.batch, strict=args.strict,
-                           cost_model=getattr(args, "cost_model", None),
-                           weight_density=_density_arg(getattr(args, "weight_density", None)),
-                           activation_density=getattr(args, "activation_density", None))
+    profile = profile_ref(_onnx_ref(args), accelerator=_accelerator_arg(args), strict=args.strict,
+                          cost_model=getattr(args, "cost_model", None),
+                          weight_density=_density_arg(getattr(args, "weight_density", None)),
+                          activation_density=getattr(args, "activation_density", None))
     if args.annotate:
         from fodlam.importers.onnx import write_annotated
         write_annotated(args.model, profile, args.annotate)
@@ -236,12 +219,13 @@ def cmd_onnx(args) -> int:
 # ---- fodlam torch ------------------------------------------------------------------------
 
 def cmd_torch(args) -> int:
-    from fodlam.importers.torch import profile_factory
+    from .api import profile_ref
+    from .sources import ModelRef, parse_shape
 
-    shapes = [parse_shape(s, "--input-shape") for s in args.input_shape]
-    profile = profile_factory(args.factory, shapes, accelerator=_accelerator_arg(args),
-                              strict=args.strict, dtype=args.dtype,
-                              cost_model=getattr(args, "cost_model", None))
+    shapes = tuple(parse_shape(s, "--input-shape") for s in args.input_shape)
+    ref = ModelRef("torch", args.factory, args.factory, input_shapes=shapes)
+    profile = profile_ref(ref, accelerator=_accelerator_arg(args), strict=args.strict,
+                          dtype=args.dtype, cost_model=getattr(args, "cost_model", None))
     _emit(render(profile, args.format or _default_format(), args.top), args.output)
     return check_budget_flags(profile, args)
 
@@ -292,32 +276,17 @@ def cmd_check(args) -> int:
 
 # ---- fodlam report -----------------------------------------------------------------------
 
-def profile_target(target: str, input_shapes, dims=None, accelerator=None):
-    """An ONNX path, or a PyTorch PACKAGE.MODULE:FACTORY with --input-shape."""
-    from pathlib import Path
-
-    if target.endswith(".json"):
-        from .api import run_config
-        return run_config(target, accelerator=accelerator)
-    if target.endswith(".onnx") or (Path(target).is_file() and ":" not in target):
-        from .api import profile_onnx
-        return profile_onnx(target, accelerator=accelerator, dims=dims)
-    if ":" in target:
-        from fodlam.importers.torch import profile_factory
-        shapes = [parse_shape(s, "--input-shape") for s in input_shapes]
-        return profile_factory(target, shapes, accelerator=accelerator)
-    raise InputError(f"'{target}' is neither an .onnx file, a 2017 config .json, nor a "
-                     "PACKAGE.MODULE:FACTORY")
-
-
 def cmd_report(args) -> int:
     if not args.html and not args.png:
         raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
     from .sweeps import is_sweep_result
     if is_sweep_result(args.model):
         return _sweep_report(args)
-    dims = {k: int(v) for k, v in parse_assignments(args.dim, "VALUE", "--dim").items()}
-    profile = profile_target(args.model, args.input_shape, dims, args.accelerator)
+    from .api import profile_ref
+    from .sources import ModelRef
+
+    ref = ModelRef.parse(args.model, input_shapes=args.input_shape, dims=_dims_arg(args.dim))
+    profile = profile_ref(ref, accelerator=args.accelerator)
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:

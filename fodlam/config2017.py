@@ -8,11 +8,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fodlam import calibration as cal
+import fodlam.calibration.published as cal
 from fodlam import layers as L
 
 from .errors import ConfigError
-from .nodes import Node
+from .nodes import Imported, Node
 
 #: Accepted spellings of the two reference networks.
 NETWORKS = {"ALEXNET": "AlexNet", "VGG16": "VGG16", "VGG-16": "VGG16"}
@@ -137,6 +137,21 @@ def config_nodes(cfg: Config2017) -> list[Node]:
                           origin={"config": cfg.source, "netfile": cfg.netfile.name,
                                   "layer": entry.name}))
     return nodes
+
+
+def config_imported(config) -> Imported:
+    """A 2017 configuration (path, ``-`` for stdin, or a parsed Config2017) as an importer
+    returns it: one node per listed layer, the network's description, and a warning per
+    layer listed twice."""
+    cfg = config if isinstance(config, Config2017) else load_config(str(config))
+    warnings = [f"layer {d} listed more than once: costed once (as the 2017 tool did)"
+                for d in cfg.duplicates]
+    info = {"name": cfg.name, "format": "fodlam-2017-config", "source": cfg.source}
+    if cfg.net:
+        info["net"] = cfg.net
+    else:
+        info["netfile"] = cfg.netfile.name
+    return Imported(nodes=config_nodes(cfg), network=info, warnings=warnings, batch=1)
 
 
 def compat_output(profile) -> dict:

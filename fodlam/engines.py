@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .accelerator import Architecture, ConvCoefficients, Energy, FcCoefficients, Power
 from .errors import ConfigError
 from .nest import Nest, nests
 
@@ -82,13 +83,13 @@ def cost_layer(layer, pick) -> LayerCost:
     return out
 
 
-def precision(arch: dict, bits) -> int:
+def precision(arch: Architecture, bits) -> int:
     """The bit width an engine computes a nest in: the layer's own when the profile lists it
     in ``precisions``, else the widest listed one below it (an fp32 model runs at 16 bits
     on a 16-bit array, as it would be deployed), else the narrowest listed; the profile's
     native width (``bytes_per_element``) when the layer states none."""
-    native = int(round(float(arch.get("bytes_per_element", 2)) * 8))
-    supported = sorted(int(b) for b in arch.get("precisions", [native]))
+    native = int(round(float(arch.bytes_per_element or 2) * 8))
+    supported = sorted(int(b) for b in (arch.precisions or (native,)))
     if not bits:
         return native
     if bits in supported:
@@ -121,7 +122,7 @@ def active_pes(R: int, E: int, rows: int, cols: int) -> float:
     return best
 
 
-def rs_features(nest: Nest, arch: dict, kappa: float, q_cap: float) -> dict:
+def rs_features(nest: Nest, arch: Architecture, kappa: float, q_cap: float) -> dict:
     """What the row-stationary mapping moves and computes for a nest.
 
     Active PEs from the R x E logical PE set (a GEMM, e = r = 1, fills the array); partial
@@ -132,7 +133,7 @@ def rs_features(nest: Nest, arch: dict, kappa: float, q_cap: float) -> dict:
     costs the sum of its items); the input map is read once; DRAM carries the input and
     output maps and the B operand (weights) once."""
     bpe = precision(arch, nest.bits) / 8
-    A = active_pes(nest.r, nest.e, arch["pe_rows"], arch["pe_cols"])
+    A = active_pes(nest.r, nest.e, arch.pe_rows, arch.pe_cols)
     q = min(max(kappa / (nest.e * nest.r * math.sqrt(nest.s)), 1.0), q_cap, float(nest.c))
     outputs = nest.steps * nest.groups * nest.rows * nest.m
     psum = 2 * bpe * outputs * nest.c / q
@@ -140,15 +141,21 @@ def rs_features(nest: Nest, arch: dict, kappa: float, q_cap: float) -> dict:
     ofm = bpe * nest.out_elems
     w = bpe * nest.b_elems * nest.steps
     macs = nest.macs
-    return dict(A=A, q=q, macs=macs, tc=macs / (A * arch["clock_hz"]), glb=psum + ifm, ifm=ifm,
+    return dict(A=A, q=q, macs=macs, tc=macs / (A * rs_clock_hz(arch)), glb=psum + ifm, ifm=ifm,
                 ofm=ofm, act=ifm + ofm, w=w, dram=ifm + ofm + w)
 
 
-def rs_latency(f: dict, c: dict, dram_bytes_per_s: float | None = None) -> tuple[float, float]:
+def rs_clock_hz(arch: Architecture) -> float:
+    """The row-stationary array's clock (Eyeriss: 200 MHz where the profile gives none)."""
+    return float(arch.clock_mhz or 200) * 1e6
+
+
+def rs_latency(f: dict, eta: float, glb_bytes_per_s: float, dram_a: float, dram_b: float,
+               dram_bytes_per_s: float | None = None) -> tuple[float, float]:
     """(processing, total) seconds: max(compute, buffer), plus DRAM time not hidden, and
     never faster than the DRAM interface allows."""
-    proc = max(f["tc"] / c["eta"], f["glb"] / c["glb_bytes_per_s"])
-    total = proc * (1 + c["dram_a"]) + c["dram_b"] * f["ofm"]
+    proc = max(f["tc"] / eta, f["glb"] / glb_bytes_per_s)
+    total = proc * (1 + dram_a) + dram_b * f["ofm"]
     if dram_bytes_per_s:
         total = max(total, f["dram"] / dram_bytes_per_s)
     return proc, total
@@ -165,21 +172,21 @@ def rs_energy_terms(f: dict, total_s: float) -> list[float]:
 class RowStationary:
     kind = "row-stationary array"
 
-    def __init__(self, name: str, arch: dict, coeffs: dict):
+    def __init__(self, name: str, arch: Architecture, coeffs: ConvCoefficients):
+        if arch.pe_rows is None or arch.pe_cols is None:
+            raise ConfigError("[architecture] needs pe_rows and pe_cols for the row-stationary array")
         self.name = name
-        self.arch = dict(arch)
-        self.arch.setdefault("bytes_per_element", 2)
-        self.arch["clock_hz"] = float(self.arch.get("clock_mhz", 200)) * 1e6
-        self.c = dict(coeffs)
-        self.dram_bw = float(self.arch["dram_bytes_per_s"]) if self.arch.get("dram_bytes_per_s") else None
-        self.energies = [float(self.c[k]) for k in RS_ENERGY_KEYS]
+        self.arch = arch
+        self.c = coeffs
+        self.dram_bw = float(arch.dram_bytes_per_s) if arch.dram_bytes_per_s else None
+        self.energies = [float(getattr(coeffs, k)) for k in RS_ENERGY_KEYS]
 
     def cost(self, nest: Nest) -> EngineCost:
         c = self.c
-        f = rs_features(nest, self.arch, c["kappa"], c["q_cap"])
-        proc, total = rs_latency(f, c, self.dram_bw)
+        f = rs_features(nest, self.arch, c.kappa, c.q_cap)
+        proc, total = rs_latency(f, c.eta, c.glb_bytes_per_s, c.dram_a, c.dram_b, self.dram_bw)
         parts = {k: t * e for k, t, e in zip(RS_COMPONENTS, rs_energy_terms(f, total), self.energies)}
-        t_c, t_b = f["tc"] / c["eta"], f["glb"] / c["glb_bytes_per_s"]
+        t_c, t_b = f["tc"] / c.eta, f["glb"] / c.glb_bytes_per_s
         if self.dram_bw and f["dram"] / self.dram_bw >= total:
             bound = "DRAM-bound"
         else:
@@ -193,10 +200,11 @@ class RowStationary:
 
 # ---- sparse vector engine (EIE) ------------------------------------------------------------
 
-def sparse_features(nest: Nest, arch: dict) -> dict:
+def sparse_features(nest: Nest, arch: Architecture) -> dict:
     """EIE-style: every non-zero input activation of a row is broadcast to all PEs and each
-    PE works through its share of that column's non-zero weights, at least one cycle."""
-    pes = float(arch.get("fc_pes", 64))
+    PE works through its share of that column's non-zero weights, at least one cycle
+    (EIE's 64 PEs at 800 MHz where the profile gives none)."""
+    pes = float(arch.fc_pes or 64)
     col_nnz = nest.m * nest.weight_density
     nz_act = nest.k * nest.activation_density
     cycles = nz_act * max(1.0, col_nnz / pes)
@@ -205,28 +213,28 @@ def sparse_features(nest: Nest, arch: dict) -> dict:
     load = nest.m * nest.k / (pes * 4) if nest.b_operand != "weight" else 0.0
     reps = nest.steps * nest.groups
     return dict(cycles=cycles, nz_act=nz_act, nz_macs=nz_act * col_nnz, vectors=reps * nest.rows,
-                load_cycles=reps * load, clock_hz=float(arch.get("fc_clock_mhz", 800)) * 1e6)
+                load_cycles=reps * load, clock_hz=float(arch.fc_clock_mhz or 800) * 1e6)
 
 
-def sparse_latency(f: dict, c: dict) -> float:
-    return (f["vectors"] * (c["t0_s"] + c["cycles_scale"] * f["cycles"] / f["clock_hz"])
+def sparse_latency(f: dict, t0_s: float, cycles_scale: float) -> float:
+    return (f["vectors"] * (t0_s + cycles_scale * f["cycles"] / f["clock_hz"])
             + f["load_cycles"] / f["clock_hz"])
 
 
 class SparseVector:
     kind = "sparse vector engine"
 
-    def __init__(self, name: str, arch: dict, coeffs: dict):
+    def __init__(self, name: str, arch: Architecture, coeffs: FcCoefficients):
         self.name = name
-        self.arch = dict(arch)
-        self.c = dict(coeffs)
-        self.power_w = float(self.c["power_w"])
+        self.arch = arch
+        self.c = coeffs
+        self.power_w = float(coeffs.power_w)
 
     def cost(self, nest: Nest) -> EngineCost:
         f = sparse_features(nest, self.arch)
-        t = sparse_latency(f, self.c)
-        how = (f"{f['vectors']} vector(s) x ({self.c['t0_s'] * 1e6:.3g} us + "
-               f"{self.c['cycles_scale']:.3g} x {f['cycles']:.4g} cycles: {f['nz_act']:.4g} "
+        t = sparse_latency(f, self.c.t0_s, self.c.cycles_scale)
+        how = (f"{f['vectors']} vector(s) x ({self.c.t0_s * 1e6:.3g} us + "
+               f"{self.c.cycles_scale:.3g} x {f['cycles']:.4g} cycles: {f['nz_act']:.4g} "
                f"non-zero activations x their columns' non-zeros over the PEs)"
                + (f" + {f['load_cycles']:.4g} cycles loading the activation operand"
                   if f["load_cycles"] else "")
@@ -243,24 +251,22 @@ class SparseVector:
 class WeightStationary:
     kind = "weight-stationary systolic array"
 
-    def __init__(self, name: str, arch: dict, power: dict | None, energy: dict | None,
+    def __init__(self, name: str, arch: Architecture, power: Power | None, energy: Energy | None,
                  per_precision: dict | None = None):
-        self.arch = dict(arch)
-        self.per_precision = {str(k): dict(v) for k, v in (per_precision or {}).items()}
-        try:
-            self.ak = int(arch["array_k"])
-            self.an = int(arch["array_n"])
-            self.clock_hz = float(arch["clock_mhz"]) * 1e6
-            self.bpe = float(arch.get("bytes_per_element", 1))
-            self.onchip = float(arch["onchip_bytes"])
-            self.dram_bw = float(arch["dram_bytes_per_s"])
-        except (KeyError, TypeError, ValueError) as e:
+        self.arch = arch
+        self.per_precision = dict(per_precision or {})
+        missing = [k for k in ("array_k", "array_n", "clock_mhz", "onchip_bytes", "dram_bytes_per_s")
+                   if getattr(arch, k) is None]
+        if missing:
             raise ConfigError(f"[architecture] needs array_k, array_n, clock_mhz, onchip_bytes, "
-                              f"dram_bytes_per_s ({e})") from None
-        self.activations = str(arch.get("activations", "streamed"))
-        if self.activations not in ("streamed", "resident"):
-            raise ConfigError(f"[architecture] activations must be 'streamed' or 'resident', "
-                              f"not {self.activations!r}")
+                              f"dram_bytes_per_s (missing: {', '.join(missing)})")
+        self.ak = int(arch.array_k)
+        self.an = int(arch.array_n)
+        self.clock_hz = float(arch.clock_mhz) * 1e6
+        self.bpe = float(arch.bytes_per_element or 1)
+        self.onchip = float(arch.onchip_bytes)
+        self.dram_bw = float(arch.dram_bytes_per_s)
+        self.activations = arch.activations or "streamed"
         self.name = name
         self.power, self.energy = power, energy
         self.peak = self.ak * self.an * self.clock_hz
@@ -269,9 +275,14 @@ class WeightStationary:
         """(bits, array_k, array_n, bytes per element, MAC energy) for the nest's precision:
         ``[precision."BITS"]`` in the profile overrides the array and energy figures."""
         bits = precision(self.arch, nest.bits)
-        o = self.per_precision.get(str(bits), {})
-        mac_j = o.get("mac_j", (self.energy or {}).get("mac_j"))
-        return bits, int(o.get("array_k", self.ak)), int(o.get("array_n", self.an)), bits / 8, mac_j
+        o = self.per_precision.get(str(bits))
+        mac_j = self.energy.mac_j if self.energy else None
+        ak, an = self.ak, self.an
+        if o is not None:
+            mac_j = o.mac_j if o.mac_j is not None else mac_j
+            ak = o.array_k if o.array_k is not None else ak
+            an = o.array_n if o.array_n is not None else an
+        return bits, int(ak), int(an), bits / 8, mac_j
 
     def mapping(self, nest: Nest) -> dict:
         bits, ak, an, bpe, _ = self.at(nest)
@@ -325,10 +336,10 @@ class WeightStationary:
         """Energy from measured idle/busy power (busy for the seconds the MACs need at peak)
         or from per-operation energies."""
         if self.power:
-            idle, busy = float(self.power["idle_w"]), float(self.power["busy_w"])
+            idle, busy = float(self.power.idle_w), float(self.power.busy_w)
             return {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
         en = self.energy
-        return {"compute": macs * float(en["mac_j"] if mac_j is None else mac_j),
-                "onchip_sram": sram * float(en["sram_j_per_byte"]),
-                "dram": dram * float(en["dram_j_per_byte"]),
-                "static": float(en.get("leakage_w", 0.0)) * seconds}
+        return {"compute": macs * float(en.mac_j if mac_j is None else mac_j),
+                "onchip_sram": sram * float(en.sram_j_per_byte),
+                "dram": dram * float(en.dram_j_per_byte),
+                "static": float(en.leakage_w) * seconds}

@@ -61,26 +61,8 @@ class Layer:
     bits: int | None = field(default=None, kw_only=True)
 
     kind = "layer"
-
-    @property
-    def macs(self) -> int:
-        return 0
-
-    @property
-    def ops(self) -> int:
-        return 0
-
-    @property
-    def input_elems(self) -> int:
-        return 0
-
-    @property
-    def weight_elems(self) -> int:
-        return 0
-
-    @property
-    def output_elems(self) -> int:
-        return 0
+    #: MACs, other operations and element counts: kinds override what they have
+    macs = ops = input_elems = weight_elems = output_elems = 0
 
     def to_dict(self) -> dict:
         """Shape parameters plus the derived counts, JSON-ready."""
@@ -301,25 +283,12 @@ class Elementwise(Layer):
     operations: int
     weights: int = 0
 
-    @property
-    def kind(self) -> str:  # type: ignore[override]
-        return self.category
-
-    @property
-    def ops(self) -> int:
-        return self.operations
-
-    @property
-    def input_elems(self) -> int:
-        return self.inputs
-
-    @property
-    def weight_elems(self) -> int:
-        return self.weights
-
-    @property
-    def output_elems(self) -> int:
-        return self.outputs
+    # the kind and counts are the fields themselves
+    kind = property(lambda self: self.category)                # type: ignore[assignment]
+    ops = property(lambda self: self.operations)               # type: ignore[assignment]
+    input_elems = property(lambda self: self.inputs)           # type: ignore[assignment]
+    weight_elems = property(lambda self: self.weights)         # type: ignore[assignment]
+    output_elems = property(lambda self: self.outputs)         # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -361,8 +330,10 @@ def conv(batch: int, in_channels: int, out_channels: int, in_size: Sequence[int]
          output_padding: Sequence[int] | int = 0, bits: int | None = None) -> Conv:
     """Build a convolution. ``padding`` is the total (begin + end) per spatial axis, or a
     single symmetric per-side value given as an int (``padding=1`` means 1 on each side).
-    ``out_size`` is derived when not given; when given (from shape inference) it is
-    checked against the formula."""
+    ``out_size`` is derived when not given; when given (from shape inference) it must
+    agree with the formula for a direct convolution (a LayerError names both), and it
+    stands as given for a transposed one, whose output size an exporter may choose within
+    a stride's range (ONNX ``output_shape``)."""
     if isinstance(in_size, int):
         in_size = (in_size,) * 2
     in_size = tuple(int(v) for v in in_size)
@@ -389,11 +360,31 @@ def conv(batch: int, in_channels: int, out_channels: int, in_size: Sequence[int]
         out_size = derived
     else:
         out_size = tuple(int(v) for v in out_size)
+        if not transposed and out_size != derived:
+            raise LayerError(f"convolution output size {out_size} disagrees with {derived}, what "
+                             f"input {in_size}, kernel {kernel}, stride {stride}, padding {pad} "
+                             f"and dilation {dilation} give")
     _positive("output size (input smaller than the kernel?)", *out_size)
     return Conv(batch=int(batch), in_channels=int(in_channels), out_channels=int(out_channels),
                 in_size=in_size, out_size=out_size, kernel=kernel, stride=stride,
                 padding=pad, dilation=dilation, groups=int(groups), transposed=transposed,
                 bits=bits)
+
+
+#: operations per score of a softmax: max, subtract, exp, sum, divide (``fodlam.ops``)
+SOFTMAX_OPS = 5
+
+
+def attention(batch_heads: int, q_len: int, kv_len: int, head_q: int, head_v: int) -> list:
+    """Scaled dot-product attention as the work it is: the score product QK^T
+    (``q_len x head_q`` by ``head_q x kv_len`` per head), the softmax over the scores, and
+    the context product AV (``q_len x kv_len`` by ``kv_len x head_v``). Both importers
+    lower every attention op through this one builder."""
+    scores = batch_heads * q_len * kv_len
+    return [MatMul(batch=batch_heads, m=q_len, k=head_q, n=kv_len),
+            Elementwise(category="eltwise", fn="softmax", inputs=scores, outputs=scores,
+                        operations=int(scores * SOFTMAX_OPS), weights=0),
+            MatMul(batch=batch_heads, m=q_len, k=kv_len, n=head_v)]
 
 
 def fc(batch: int, in_features: int, out_features: int, *, weight_density: float = 1.0,

@@ -9,13 +9,20 @@ from .errors import InputError
 from .layers import MAC_KINDS, Layer
 
 
+def _total(attr: str, parts: str) -> property:
+    """A property that sums ``attr`` over the object's ``parts`` (layers, estimates)."""
+    return property(lambda self: sum(getattr(p, attr) for p in getattr(self, parts)),
+                    doc=f"{attr}, summed over the {parts}")
+
+
 @dataclass
 class Node:
     """An operation of the source model.
 
     ``origin`` says where it came from: for PyTorch ``{"module": "layer3.1.conv2",
     "module_type": "Conv2d", "aten": "aten.convolution.default"}``, for ONNX
-    ``{"onnx_node": "...", "domain": "", "subgraph": ...}``. ``modeled`` is False when no
+    ``{"onnx_node": "...", "op_type": "...", "index": i, "domain": "..."}`` (a node inside
+    an If/Loop/Scan body is costed within its parent). ``modeled`` is False when no
     lowering exists for ``op``: such a node is reported, never dropped.
     ``reference`` names a published measurement, (network, LAYER), for exact lookup.
     """
@@ -37,13 +44,23 @@ class Node:
                 return layer.kind
         return self.layers[0].kind if self.layers else "data"
 
-    @property
-    def macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
+    macs = _total("macs", "layers")
+    ops = _total("ops", "layers")
 
-    @property
-    def ops(self) -> int:
-        return sum(layer.ops for layer in self.layers)
+
+@dataclass
+class Imported:
+    """What an importer returns: data only, never a cost.
+
+    ``nodes``: the lowered operations, in graph order; ``network``: what the model is
+    (``name``, ``format``, ``source`` and the importer's own facts: inputs, opsets, the
+    path a data-dependent forward took); ``warnings``: what the importer wants the user to
+    know; ``batch``: the batch the nodes were lowered at."""
+
+    nodes: list
+    network: dict
+    warnings: list = field(default_factory=list)
+    batch: int = 1
 
 
 def apply_activation_density(nodes, spec):

@@ -14,9 +14,22 @@ from . import layers as L
 _TABLE: dict[str, tuple[str, float]] = {}
 
 
+def canon(name: str) -> str:
+    """ONNX ``LeakyRelu`` / aten ``leaky_relu_`` -> ``leakyrelu``."""
+    name = name.rsplit(".", 1)[-1] if "::" not in name else name.split("::")[-1]
+    name = name.lower().rstrip("_")
+    return name.replace("_", "")
+
+
 def _add(kind: str, ops: float, *names: str) -> None:
+    """Register ops under their canonical key; a key registered twice is a bug, refused."""
     for name in names:
-        _TABLE[name] = (kind, ops)
+        key = canon(name)
+        if key != name:
+            raise ValueError(f"fodlam.ops: register '{name}' as its canonical key '{key}'")
+        if key in _TABLE:
+            raise ValueError(f"fodlam.ops: '{name}' is registered twice")
+        _TABLE[key] = (kind, ops)
 
 
 # activations and unary math
@@ -40,10 +53,10 @@ _add("eltwise", 1, "add", "sub", "rsub", "mul", "div", "max", "min", "maximum", 
      "lessorequal", "greater", "gt", "ge", "greaterorequal", "where", "mod", "fmod",
      "remainder", "bitshift", "bitwiseand", "bitwiseor", "bitwisexor", "logicaland",
      "logicalor", "logicalxor", "biasadd", "addcmul", "addcdiv", "lerp", "floordiv",
-     "floordivide", "truediv", "masked_fill", "maskedfill", "xlogy", "hypot", "atan2",
-     "copysign", "heaviside", "true_divide", "sub_", "bitwiseleftshift", "bitwiserightshift")
+     "floordivide", "truediv", "maskedfill", "xlogy", "hypot", "atan2",
+     "copysign", "heaviside", "truedivide", "bitwiseleftshift", "bitwiserightshift")
 # softmax family (max, subtract, exp, sum, divide)
-_add("eltwise", 5, "softmax", "logsoftmax", "hardmax", "safesoftmax")
+_add("eltwise", L.SOFTMAX_OPS, "softmax", "logsoftmax", "hardmax", "safesoftmax")
 # normalisations (inference: statistics, normalise, scale, shift)
 _add("norm", 2, "batchnormalization", "batchnorm", "nativebatchnorm", "nativebatchnormlegit",
      "nativebatchnormlegitnostats", "cudnnbatchnorm", "nativebatchnormlegitfunctional",
@@ -65,7 +78,7 @@ _add("reduce", 1, "reducemean", "reducesum", "reducemax", "reducemin", "reducepr
 _add("gather", 1, "gather", "gatherelements", "gathernd", "scatter", "scatterelements",
      "scatternd", "embedding", "indexselect", "index", "indexput", "take", "embeddingbag",
      "scatteradd", "scatterreduce", "indexadd", "indexcopy", "maskedscatter", "maskedselect",
-     "select_scatter", "slicescatter", "selectscatter", "diagonalscatter", "onehot",
+     "slicescatter", "selectscatter", "diagonalscatter", "onehot",
      "tensorscatter", "maxunpool")
 # data copies: one move per output element
 _add("data", 1, "transpose", "concat", "cat", "stack", "split", "slice", "pad", "constantpadnd",
@@ -83,19 +96,15 @@ _add("data", 1, "transpose", "concat", "cat", "stack", "split", "slice", "pad", 
      "uniform", "normal", "random", "exponential", "geometric", "lognormal", "cauchy",
      "randperm", "randintlike", "emptypermuted", "fullylike",
      "sequenceconstruct", "concatfromsequence", "splittosequence", "blackmanwindow",
-     "hannwindow", "hammingwindow", "stft", "dft", "melweightmatrix", "copy_")
+     "hannwindow", "hammingwindow", "stft", "dft", "melweightmatrix")
 # later additions (ONNX opsets 21-24 and torch variants)
 _add("eltwise", 1, "castlike")
-_add("eltwise", 3, "rotaryembedding")
-_add("eltwise", 6, "swiglu", "softmaxcrossentropyloss")
-_add("reduce", 1, "negativeloglikelihoodloss", "nllloss", "nllloss2d", "nlllossforward",
+_add("reduce", 1, "nllloss", "nllloss2d", "nlllossforward",
      "nllloss2dforward", "mseloss", "l1loss", "smoothl1loss", "huberloss", "softmarginloss",
      "multimarginloss", "multilabelmarginloss", "multilabelmarginlossforward",
      "binarycrossentropy", "binarycrossentropywithlogits", "klloss", "kldiv", "hingeembeddingloss",
      "marginrankingloss", "cosineembeddingloss", "poissonnllloss")
 _add("eltwise", 4, "logsigmoidforward")
-_add("gather", 1, "tensorscatter", "maxunpool")
-_add("data", 0, "bitcast")
 # views and metadata: no data moves
 _add("data", 0, "reshape", "flatten", "squeeze", "unsqueeze", "identity", "shape", "size",
      "constant", "dropout", "view", "unsafeview", "alias", "aliascopy", "detach", "t",
@@ -104,18 +113,11 @@ _add("data", 0, "reshape", "flatten", "squeeze", "unsqueeze", "identity", "shape
      "optionalgetelement", "optionalhaselement", "sequenceat", "sequencelength",
      "sequenceempty", "sequenceinsert", "sequenceerase", "featuredropout", "alphadropout",
      "nativedropout", "scalartensorlike", "item", "localscalardense", "dense", "getitem",
-     "sliceview", "diagonal", "movedim", "transpose_view", "unflatten", "split_view",
-     "reshape_view", "as_strided", "lazyfill", "_to_copy_noop", "assertasync",
+     "sliceview", "diagonal", "movedim", "transposeview", "unflatten", "splitview",
+     "reshapeview", "lazyfill", "tocopynoop", "assertasync",
      "unsafesplit", "unsafechunk", "unsafesplitwithsizes", "splitcopy", "bitcast",
      "assertscalar", "functionalassertasync", "symconstrainrange",
      "symconstrainrangeforsize", "constrainrange")
-
-
-def canon(name: str) -> str:
-    """ONNX ``LeakyRelu`` / aten ``leaky_relu_`` -> ``leakyrelu``."""
-    name = name.rsplit(".", 1)[-1] if "::" not in name else name.split("::")[-1]
-    name = name.lower().rstrip("_")
-    return name.replace("_", "")
 
 
 def lookup(name: str) -> tuple[str, float] | None:

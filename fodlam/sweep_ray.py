@@ -11,12 +11,9 @@ from __future__ import annotations
 from .errors import InputError
 
 
-def _chunk(nodes, accels):
-    from fodlam.sweeps import run_chunk
-    return run_chunk(nodes, accels)
-
-
-def run_tasks(tasks, collect, *, address=None, jobs=None) -> None:
+def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None) -> None:
+    """Run ``run_chunk(nodes, accelerator points)`` for every task on Ray and hand each
+    result to ``collect(task, rows)`` in task order."""
     try:
         import ray
     except ImportError:
@@ -30,7 +27,7 @@ def run_tasks(tasks, collect, *, address=None, jobs=None) -> None:
             ray.init(num_cpus=jobs, **kwargs)
         started = True
     try:
-        remote = ray.remote(_chunk)
+        remote = ray.remote(run_chunk)
         refs = {}
         futures = []
         for nodes, chunk in tasks:

@@ -37,7 +37,6 @@ whatever the number of workers.
 from __future__ import annotations
 
 import functools
-import glob
 import hashlib
 import itertools
 import json
@@ -52,6 +51,8 @@ from ._version import __version__
 from .accelerator import Accelerator, load_accelerator, read_toml
 from .errors import ConfigError, FodlamError, InputError
 from .layers import KINDS
+from .report.sweep import front, group_label
+from .sources import ModelRef
 
 #: the profile tables each cost model reads: only their numeric fields may be swept
 SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy"),
@@ -64,19 +65,10 @@ KIND_COLUMNS = [f"{metric}_{kind}" for kind in KINDS for metric in ("energy_j", 
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    kind: str                          # "onnx" or "torch"
-    source: str                        # path, or PACKAGE.MODULE:FACTORY
-    name: str
-    input_shapes: tuple | None = None
-    dims: tuple = ()                   # ((name, value), ...) for ONNX symbolic dims
-
-
-@dataclass(frozen=True)
 class AccelSpec:
     profile: str                       # as written in the sweep file
     overrides: tuple = ()              # ((key, value), ...)
-    node: float | None = None
+    process_nm: float | None = None    # rescale the profile to this node (nm)
     scaling: str | None = None
 
     @property
@@ -87,14 +79,14 @@ class AccelSpec:
 @dataclass(frozen=True)
 class Point:
     index: int
-    model: ModelSpec
+    model: ModelRef
     batch: int | None
     accel: AccelSpec
 
 
 @dataclass
 class Sweep:
-    models: list[ModelSpec]
+    models: list[ModelRef]
     accels: list[AccelSpec]
     batches: list
     path: Path | None = None
@@ -116,48 +108,12 @@ def _number(value, where: str) -> float | int:
     return value
 
 
-def _shapes(value, where: str) -> tuple:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where}: input_shape must be a list of positive integers (or a list of them)")
-    shapes = value if isinstance(value[0], list) else [value]
-    out = []
-    for s in shapes:
-        if not isinstance(s, list) or not s or not all(isinstance(d, int) and not isinstance(d, bool)
-                                                        and d > 0 for d in s):
-            raise ConfigError(f"{where}: input_shape {s!r} must be positive integers")
-        out.append(tuple(s))
-    return tuple(out)
-
-
-def _models(entries, base: Path) -> list[ModelSpec]:
+def _models(entries, base: Path) -> list[ModelRef]:
     if not isinstance(entries, list) or not entries:
         raise ConfigError("the sweep names no models: add [[models]] tables with onnx = ... or torch = ...")
     out = []
     for i, m in enumerate(entries, 1):
-        where = f"[[models]] #{i}"
-        if not isinstance(m, dict) or ("onnx" in m) == ("torch" in m):
-            raise ConfigError(f"{where}: give exactly one of onnx = \"PATH or GLOB\" or torch = \"MODULE:FACTORY\"")
-        dims = m.get("dims", {})
-        if not isinstance(dims, dict) or not all(isinstance(v, int) and v > 0 for v in dims.values()):
-            raise ConfigError(f"{where}: dims must be a table of positive integers, e.g. {{ batch = 1 }}")
-        dims = tuple(sorted(dims.items()))
-        if "onnx" in m:
-            pattern = str(m["onnx"])
-            full = pattern if os.path.isabs(pattern) else str(base / pattern)
-            paths = sorted(glob.glob(full)) if any(c in pattern for c in "*?[") else [full]
-            if not paths:
-                raise ConfigError(f"{where}: no ONNX file matches '{pattern}'")
-            for p in paths:
-                name = m.get("name") if len(paths) == 1 and m.get("name") else Path(p).stem
-                out.append(ModelSpec("onnx", p, str(name), None, dims))
-        else:
-            spec = str(m["torch"])
-            if ":" not in spec:
-                raise ConfigError(f"{where}: torch = '{spec}' must be PACKAGE.MODULE:FACTORY or FILE.py:FACTORY")
-            if "input_shape" not in m:
-                raise ConfigError(f"{where}: a torch model needs input_shape = [..]")
-            out.append(ModelSpec("torch", spec, str(m.get("name") or spec.rsplit(":", 1)[1]),
-                                 _shapes(m["input_shape"], where), dims))
+        out += ModelRef.from_table(m, f"[[models]] #{i}", base, globs=True, short_names=True)
     return out
 
 
@@ -168,15 +124,21 @@ def _profile_spec(name: str, base: Path) -> str:
 
 
 def sweepable_fields(acc: Accelerator) -> dict[str, float]:
-    """``table.field`` -> value for every numeric field its cost model reads."""
+    """``table.field`` -> value for every numeric field of the typed sections its cost model
+    reads (``fodlam.accelerator``), where the profile sets it."""
+    from dataclasses import fields
+
     out = {}
     for table in SWEEPABLE.get(acc.cost_model, ()):
-        d = acc.params
+        section = acc
         for part in table.split("."):
-            d = d.get(part) if isinstance(d, dict) else None
-        for k, v in (d or {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[f"{table}.{k}"] = v
+            section = getattr(section, part, None) if section is not None else None
+        if section is None:
+            continue
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if f.metadata.get("kind") in ("int", "float") and value is not None:
+                out[f"{table}.{f.name}"] = value
     return out
 
 
@@ -198,15 +160,15 @@ def apply_overrides(acc: Accelerator, overrides) -> Accelerator:
         table, _, name = key.rpartition(".")
         d = params
         for part in table.split("."):
-            d[part] = dict(d[part])
+            d[part] = dict(d.get(part) or {})
             d = d[part]
-        old = d[name]
+        old = d.get(name, allowed[key])
         d[name] = int(value) if isinstance(old, int) and float(value).is_integer() else value
     label = ",".join(f"{k.rsplit('.', 1)[1]}={v:g}" for k, v in overrides)
     return replace(acc, params=params, name=f"{acc.name}[{label}]")
 
 
-def _accels(entries, nodes, scaling, base: Path) -> tuple[list[AccelSpec], list[str]]:
+def _accels(entries, process_nms, scaling, base: Path) -> tuple[list[AccelSpec], list[str]]:
     if not isinstance(entries, list) or not entries:
         raise ConfigError("the sweep names no accelerators: add [[accelerators]] tables with profile = ...")
     out, keys = [], []
@@ -227,10 +189,10 @@ def _accels(entries, nodes, scaling, base: Path) -> tuple[list[AccelSpec], list[
                                     if k not in ("profile", "grid", "points", "nodes", "process_nm",
                                                  "scaling")}).items():
             grid[key] = value if isinstance(value, list) else [value]
-        entry_nodes = a.get("nodes", a.get("process_nm"))
-        if entry_nodes is not None:
-            entry_nodes = entry_nodes if isinstance(entry_nodes, list) else [entry_nodes]
-            entry_nodes = [float(_number(n, f"{where} nodes")) for n in entry_nodes]
+        entry_nms = a.get("nodes", a.get("process_nm"))
+        if entry_nms is not None:
+            entry_nms = entry_nms if isinstance(entry_nms, list) else [entry_nms]
+            entry_nms = [float(_number(n, f"{where} nodes")) for n in entry_nms]
         entry_scaling = a.get("scaling", scaling)
         variants = []
         if grid:
@@ -250,9 +212,9 @@ def _accels(entries, nodes, scaling, base: Path) -> tuple[list[AccelSpec], list[
             for k, _ in variant:
                 if k not in keys:
                     keys.append(k)
-            for node in (entry_nodes or nodes):
-                out.append(AccelSpec(profile, tuple(variant), node,
-                                     entry_scaling if node is not None else None))
+            for nm in (entry_nms or process_nms):
+                out.append(AccelSpec(profile, tuple(variant), nm,
+                                     entry_scaling if nm is not None else None))
     return out, keys
 
 
@@ -277,53 +239,28 @@ def load_sweep(path) -> Sweep:
     if not isinstance(batches, list) or not batches or not all(
             b is None or (isinstance(b, int) and not isinstance(b, bool) and b > 0) for b in batches):
         raise ConfigError(f"{path}: batches must be a list of positive integers")
-    nodes = head.get("nodes", head.get("process_nm", [None]))
-    if not isinstance(nodes, list):
-        nodes = [nodes]
-    if not isinstance(nodes, list) or not nodes:
+    process_nms = head.get("nodes", head.get("process_nm", [None]))
+    if not isinstance(process_nms, list):
+        process_nms = [process_nms]
+    if not process_nms:
         raise ConfigError(f"{path}: nodes must be a list of process nodes in nm")
-    nodes = [None if n is None else float(_number(n, "nodes")) for n in nodes]
-    if any(n is not None and not 1 <= n <= 1000 for n in nodes):
+    process_nms = [None if n is None else float(_number(n, "nodes")) for n in process_nms]
+    if any(n is not None and not 1 <= n <= 1000 for n in process_nms):
         raise ConfigError(f"{path}: process nodes must be between 1 and 1000 nm")
     scaling = head.get("scaling", "dennard")
     from .technology import RULES
     if scaling not in RULES:
         raise ConfigError(f"{path}: scaling must be one of {', '.join(RULES)}")
     models = _models(data.get("models"), path.parent)
-    accels, keys = _accels(data.get("accelerators"), nodes, scaling, path.parent)
+    accels, keys = _accels(data.get("accelerators"), process_nms, scaling, path.parent)
     return Sweep(models, accels, batches, path, keys)
 
 
 # ---- importing and costing --------------------------------------------------------------
 
-def model_identity(m: ModelSpec) -> str:
-    """What a cached row depends on for this model: its file bytes or its factory's source."""
-    h = hashlib.sha256()
-    if m.kind == "onnx":
-        with open(m.source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    else:
-        from fodlam.importers.torch import load_factory
-        import inspect
-        factory = load_factory(m.source)
-        try:
-            h.update(Path(inspect.getsourcefile(factory)).read_bytes())
-        except (TypeError, OSError):
-            h.update(m.source.encode())
-    h.update(json.dumps([m.kind, m.source, m.input_shapes, m.dims]).encode())
-    return h.hexdigest()
-
-
-def import_model(m: ModelSpec, batch):
+def import_model(m: ModelRef, batch):
     """The lowered nodes of a model at a batch (None: the model's own)."""
-    if m.kind == "onnx":
-        from fodlam.importers.onnx import import_file
-        nodes, info, warnings, resolved = import_file(m.source, dims=dict(m.dims) or None, batch=batch)
-        return nodes
-    from fodlam.importers.torch import load_factory, trace
-    nodes, info, resolved = trace(load_factory(m.source)(), list(m.input_shapes), batch=batch)
-    return nodes
+    return m.load(batch=batch).nodes
 
 
 @functools.lru_cache(maxsize=64)
@@ -333,8 +270,8 @@ def _base_profile(spec: str) -> Accelerator:
 
 def effective(accel: AccelSpec) -> Accelerator:
     acc = apply_overrides(_base_profile(accel.profile), accel.overrides)
-    if accel.node is not None:
-        acc = acc.at_node(accel.node, accel.scaling)
+    if accel.process_nm is not None:
+        acc = acc.at_node(accel.process_nm, accel.scaling)
     return acc
 
 
@@ -349,9 +286,9 @@ def point_key(model_id: str, batch, acc_key: str) -> str:
 
 def cost_nodes(nodes, acc: Accelerator) -> dict:
     """Totals of a lowered model on one accelerator: what a sweep row holds."""
-    from .api import cost_model_for
+    from . import models
 
-    model = cost_model_for(acc)
+    model = models.for_accelerator(acc)
     energy = latency = 0.0
     macs = unmodeled = 0
     kinds: dict = {}
@@ -381,7 +318,7 @@ def cost_nodes(nodes, acc: Accelerator) -> dict:
 
 
 def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:
-    """Cost one model's nodes on a chunk of accelerator points (runs in a worker)."""
+    """Cost one model's graph nodes on a chunk of accelerator points (runs in a worker)."""
     out = []
     for accel in accels:
         try:
@@ -419,7 +356,7 @@ def _base_row(p: Point) -> dict:
     return {"point": p.index, "model": p.model.name, "batch": "" if p.batch is None else p.batch,
             "accelerator": acc.profile.rsplit("/", 1)[-1].removesuffix(".toml"),
             "overrides": acc.overrides_text,
-            "process_nm": "" if acc.node is None else acc.node,
+            "process_nm": "" if acc.process_nm is None else acc.process_nm,
             "scaling": acc.scaling or ""}
 
 
@@ -493,7 +430,7 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
             err = None
             t_import = time.perf_counter()
             try:
-                mid = model_identity(model)
+                mid = model.identity()
             except Exception as e:  # noqa: BLE001 - a model that cannot be read fails its rows only
                 mid, err = None, _one_line(e)
             result.import_s += time.perf_counter() - t_import
@@ -549,7 +486,7 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
 
         if backend == "ray":
             from .sweep_ray import run_tasks
-            run_tasks(tasks, collect, address=address, jobs=jobs)
+            run_tasks(tasks, collect, run_chunk, address=address, jobs=jobs)
         elif jobs == 1 or len(tasks) <= 1:
             for task in tasks:
                 collect(task, run_chunk(task[0], [p.accel for p, _ in task[1]]))
@@ -617,9 +554,7 @@ def write_parquet(path, sweep: Sweep, rows: list[dict]) -> None:
     arrays = {}
     for c in cols:
         values = [r[c] for r in data]
-        if c in numeric:
-            arrays[c] = pa.array([None if v == "" else float(v) for v in values], pa.float64())
-        elif c in ("batch", "process_nm"):
+        if c in numeric or c in ("batch", "process_nm"):
             arrays[c] = pa.array([None if v == "" else float(v) for v in values], pa.float64())
         else:
             arrays[c] = pa.array([str(v) for v in values], pa.string())
@@ -658,31 +593,19 @@ def is_sweep_result(path) -> bool:
     return head.startswith("point,model,batch,accelerator")
 
 
-def _group(r: dict) -> str:
-    return f"{r['model']} @ batch {r['batch']}" if r.get("batch") not in (None, "") else r["model"]
+def _by_group(rows: list[dict]) -> dict:
+    by_model: dict = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            by_model.setdefault(group_label(r), []).append(r)
+    return by_model
 
 
 def pareto(rows: list[dict]) -> dict:
     """Per model (and batch): the points no other point beats on both energy and latency."""
-    by_model: dict = {}
-    for r in rows:
-        if r.get("status") == "ok":
-            by_model.setdefault(_group(r), []).append(r)
-    out = {}
-    for model, rs in by_model.items():
-        rs = sorted(rs, key=lambda r: (float(r["latency_s"]), float(r["energy_j"])))
-        front, best_e = [], float("inf")
-        for r in rs:
-            if float(r["energy_j"]) < best_e:
-                front.append(r)
-                best_e = float(r["energy_j"])
-        out[model] = front
-    return out
+    return {model: front(rs) for model, rs in _by_group(rows).items()}
 
 
 def top(rows: list[dict], k: int) -> dict:
-    by_model: dict = {}
-    for r in rows:
-        if r.get("status") == "ok":
-            by_model.setdefault(_group(r), []).append(r)
-    return {m: sorted(rs, key=lambda r: float(r["edp_js"]))[:k] for m, rs in by_model.items()}
+    """Per model (and batch): the ``k`` points of lowest energy x latency."""
+    return {m: sorted(rs, key=lambda r: float(r["edp_js"]))[:k] for m, rs in _by_group(rows).items()}

@@ -14,8 +14,8 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from pathlib import Path
 
+from ._paths import calibration_dir
 from .errors import InputError
 
 
@@ -27,11 +27,7 @@ def dennard(from_nm: float, to_nm: float) -> tuple[float, float]:
 @functools.lru_cache(maxsize=None)
 def _stillmaker_table(variant: str) -> list[tuple[float, float, float]]:
     """[(node, delay factor, power factor)] at nominal voltage, largest node first."""
-    path = Path(__file__).resolve().parent.parent / "calibration" / "data" / "technology" / \
-        "stillmaker-baas-2017.csv"
-    if not path.is_file():  # installed layout
-        from fodlam.calibration import DATA_DIR
-        path = DATA_DIR / "technology" / "stillmaker-baas-2017.csv"
+    path = calibration_dir() / "data" / "technology" / "stillmaker-baas-2017.csv"
     out = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):

@@ -30,7 +30,7 @@ from typing import Callable
 from fodlam import layers as L
 from fodlam import ops as OPS
 from fodlam.errors import InputError, LayerError, ModelError
-from fodlam.nodes import Node, apply_activation_density
+from fodlam.nodes import Imported, Node
 
 try:
     import torch
@@ -46,12 +46,21 @@ except ImportError as e:  # pragma: no cover
 # --------------------------------------------------------------------------------------
 
 ATEN: dict[str, Callable] = {}
+#: aten ops that multiply-accumulate (registered with ``macs=True``)
+MAC_ATEN: set[str] = set()
 
 
-def aten(*names):
+def aten(*names, macs: bool = False):
+    """Register ``fn`` as the lowering of the aten ops ``names``; ``macs``: they
+    multiply-accumulate. An op registered twice is a bug, refused at import."""
     def register(fn):
         for n in names:
+            if n in ATEN:
+                raise ValueError(f"aten lowering for {n} registered twice "
+                                 f"({ATEN[n].__name__} and {fn.__name__})")
             ATEN[n] = fn
+            if macs:
+                MAC_ATEN.add(n)
         return fn
     return register
 
@@ -106,7 +115,7 @@ class Call:
 
 @aten("convolution", "_convolution", "convolution_overrideable", "mkldnn_convolution",
       "cudnn_convolution", "_conv_depthwise2d", "conv_depthwise3d", "slow_conv2d",
-      "thnn_conv2d", "_slow_conv2d_forward", "slow_conv3d", "conv2d", "conv1d", "conv3d")
+      "thnn_conv2d", "_slow_conv2d_forward", "slow_conv3d", "conv2d", "conv1d", "conv3d", macs=True)
 def _conv(c: Call):
     x, w = c.arg(0), c.arg(1)
     n = x.dim() - 2
@@ -143,7 +152,7 @@ def _unpack(packed):
 
 
 @aten("quantized::linear_dynamic", "quantized::linear_relu_dynamic", "quantized::linear_dynamic_fp16",
-      "quantized::linear_relu_dynamic_fp16", "quantized::linear", "quantized::linear_relu")
+      "quantized::linear_relu_dynamic_fp16", "quantized::linear", "quantized::linear_relu", macs=True)
 def _quantized_linear(c: Call):
     x, packed = c.arg(0), c.arg(1)
     w = _unpack(packed)[0]
@@ -157,7 +166,7 @@ def _quantized_linear(c: Call):
 
 
 @aten("quantized::conv1d", "quantized::conv2d", "quantized::conv3d", "quantized::conv2d_relu",
-      "quantized::conv1d_relu", "quantized::conv3d_relu", "quantized::conv_transpose2d")
+      "quantized::conv1d_relu", "quantized::conv3d_relu", "quantized::conv_transpose2d", macs=True)
 def _quantized_conv(c: Call):
     x, packed = c.arg(0), c.arg(1)
     w = _unpack(packed)[0]
@@ -185,12 +194,12 @@ def _mm_layer(c: Call, a, b, bias=None):
     return out
 
 
-@aten("mm", "bmm", "matmul", "mv", "dot", "vdot", "_int_mm")
+@aten("mm", "bmm", "matmul", "mv", "dot", "vdot", "_int_mm", macs=True)
 def _mm(c: Call):
     return _mm_layer(c, c.arg(0), c.arg(1))
 
 
-@aten("_grouped_mm", "_scaled_grouped_mm")
+@aten("_grouped_mm", "_scaled_grouped_mm", macs=True)
 def _grouped_mm(c: Call):
     """Rows of ``a`` multiplied by the weight of their group (MoE experts called directly):
     every row meets one K x N slice, so it is an fc over the rows."""
@@ -202,31 +211,25 @@ def _grouped_mm(c: Call):
     return [layer]
 
 
-@aten("addmm", "baddbmm", "addmv", "_addmm_activation", "addbmm")
+@aten("addmm", "baddbmm", "addmv", "_addmm_activation", "addbmm", macs=True)
 def _addmm(c: Call):
     return _mm_layer(c, c.arg(1), c.arg(2), bias=c.arg(0))
 
 
-@aten("linear")
+@aten("linear", macs=True)
 def _linear(c: Call):
     x, w, b = c.arg(0), c.arg(1), c.arg(2, "bias")
     return [c.sparse(L.fc(_numel(x) // _shape(x)[-1], _shape(w)[1], _shape(w)[0]), w)] + (
         [OPS.lower("add", _numel(c.out))] if isinstance(b, torch.Tensor) else [])
 
 
-@aten("einsum")
+@aten("einsum", macs=True)
 def _einsum(c: Call):
     eq, operands = c.arg(0), list(c.arg(1))
     return [L.einsum(eq, [_shape(t) for t in operands], [c.is_weight(t) for t in operands])]
 
 
-def _attention(batch_heads, q_len, kv_len, head_q, head_v):
-    return [L.MatMul(batch=batch_heads, m=q_len, k=head_q, n=kv_len),
-            OPS.lower("softmax", batch_heads * q_len * kv_len),
-            L.MatMul(batch=batch_heads, m=q_len, k=kv_len, n=head_v)]
-
-
-@aten("_trilinear")
+@aten("_trilinear", macs=True)
 def _trilinear(c: Call):
     """nn.Bilinear: x1^T W x2 for every output: product of the broadcast of the three
     (unsqueezed) operands; with a weight operand it is an fc over (in1 x in2) features."""
@@ -251,20 +254,20 @@ def _trilinear(c: Call):
       "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
       "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math",
       "_scaled_dot_product_fused_attention_overrideable", "_flash_attention_forward",
-      "_efficient_attention_forward")
+      "_efficient_attention_forward", macs=True)
 def _sdpa(c: Call):
     q, k, v = _shape(c.arg(0)), _shape(c.arg(1)), _shape(c.arg(2))
     bh = int(math.prod(q[:-2]))
-    return _attention(bh, q[-2], k[-2], q[-1], v[-1])
+    return L.attention(bh, q[-2], k[-2], q[-1], v[-1])
 
 
-@aten("_native_multi_head_attention")
+@aten("_native_multi_head_attention", macs=True)
 def _native_mha(c: Call):
     q, k = _shape(c.arg(0)), _shape(c.arg(1))
     embed, heads = int(c.arg(3)), int(c.arg(4))
     b, lq, lk = q[0], q[1], k[1]
     proj = [L.fc(b * lq, embed, embed), L.fc(b * lk, embed, 2 * embed)]
-    return proj + _attention(b * heads, lq, lk, embed // heads, embed // heads) + \
+    return proj + L.attention(b * heads, lq, lk, embed // heads, embed // heads) + \
         [L.fc(b * lq, embed, embed)]
 
 
@@ -578,7 +581,9 @@ def weight_densities(model, spec) -> dict[str, float]:
 
 def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_routing="balanced",
           weight_density=None, **forward_kwargs):
-    """(nodes, info). Runs the forward on fake tensors only."""
+    """(nodes, info, batch): the lowered nodes, the network's description and the batch
+    they were lowered at. Runs the forward on fake tensors only (or, for a forward that
+    depends on its data, one real pass when real inputs and weights are given)."""
     if moe_routing not in MOE_ROUTING:
         raise InputError(f"moe_routing must be one of {', '.join(MOE_ROUTING)}, not {moe_routing!r}")
     densities = weight_densities(model, weight_density) if isinstance(model, nn.Module) else {}
@@ -865,21 +870,13 @@ def _dtype_bits(t) -> int | None:
 # Public entry points
 # --------------------------------------------------------------------------------------
 
-def profile_module(model, input_shape=None, *, accelerator=None, batch=None, dtype=None,
-                   inputs=None, strict=False, cost_model=None, moe_routing="balanced",
-                   weight_density=None, activation_density=None, **forward_kwargs):
-    from fodlam.api import cost_model_for
-    from fodlam.profile import build_profile
-
+def import_module(model, input_shape=None, *, batch=None, dtype=None, inputs=None,
+                  moe_routing="balanced", weight_density=None, **forward_kwargs) -> Imported:
+    """The lowered nodes of a PyTorch module (see ``trace``), as data: no cost."""
     nodes, info, resolved_batch = trace(model, input_shape, batch=batch, dtype=dtype,
                                         inputs=inputs, moe_routing=moe_routing,
                                         weight_density=weight_density, **forward_kwargs)
-    nodes = apply_activation_density(nodes, activation_density)
-    profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
-                            batch=resolved_batch)
-    if strict:
-        profile.check_modeled()
-    return profile
+    return Imported(nodes=nodes, network=info, batch=resolved_batch)
 
 
 def load_factory(spec: str):
@@ -916,8 +913,8 @@ def load_factory(spec: str):
     return factory
 
 
-def profile_factory(spec: str, shapes, *, accelerator=None, strict=False, dtype=None,
-                    cost_model=None):
+def build_factory(spec: str):
+    """The module a ``MODULE:FACTORY`` (or ``FILE.py:FACTORY``) reference builds."""
     factory = load_factory(spec)
     try:
         model = factory() if not isinstance(factory, nn.Module) else factory
@@ -925,10 +922,17 @@ def profile_factory(spec: str, shapes, *, accelerator=None, strict=False, dtype=
         raise InputError(f"calling {spec}() failed: {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def import_factory(spec: str, shapes, *, batch=None, dtype=None) -> Imported:
+    """The lowered nodes of the module ``spec`` builds, at ``shapes`` (one per input)."""
+    model = build_factory(spec)
     if not shapes:
         raise InputError("give at least one --input-shape, e.g. --input-shape 1,3,224,224")
-    prof = profile_module(model, shapes if len(shapes) > 1 else shapes[0], accelerator=accelerator,
-                          strict=strict, dtype=dtype, cost_model=cost_model)
-    prof.model["name"] = spec
-    prof.model["source"] = spec
-    return prof
+    shapes = [tuple(s) for s in shapes]
+    imported = import_module(model, shapes if len(shapes) > 1 else shapes[0], batch=batch,
+                             dtype=dtype)
+    imported.network["name"] = spec
+    imported.network["source"] = spec
+    return imported

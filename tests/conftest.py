@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,51 @@ if str(ROOT) not in sys.path:  # tests import the model zoo as examples.zoo
     sys.path.insert(0, str(ROOT))
 
 
-def run_cli(*args, stdin=None, cwd=None, script="fodlam", env=None):
-    """Run a console script in a subprocess, as a user would."""
+class CliResult:
+    """What a command printed and returned (the fields of subprocess.CompletedProcess)."""
+
+    def __init__(self, args, returncode, stdout, stderr):
+        self.args, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+
+
+def run_cli(*args, stdin=None, cwd=None, script="fodlam", env=None, isolated=False):
+    """Run a console script as a user would: in this process (``main(argv)`` with the
+    standard streams, the working directory and the import path swapped and restored), or
+    in a subprocess when ``isolated`` or an ``env`` is asked for (a fresh interpreter:
+    worker pools, signals, start-up imports, environment variables)."""
+    if isolated or env:
+        return _run_cli_subprocess(*args, stdin=stdin, cwd=cwd, script=script, env=env)
+    import contextlib
+    import io
+
+    from fodlam import cli
+
+    fn = cli.main if script == "fodlam" else cli.onnx_main
+    out, err = io.StringIO(), io.StringIO()
+    saved = (os.getcwd(), sys.stdin, list(sys.path), set(sys.modules), os.environ.pop("FODLAM_DEBUG", None))
+    os.chdir(cwd or ROOT)
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = fn(list(args))
+            except SystemExit as e:  # argparse's --help / --version
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(saved[0])
+        sys.stdin = saved[1]
+        sys.path[:] = saved[2]
+        tmp = tempfile.gettempdir()
+        for name in set(sys.modules) - saved[3]:     # user model files the command imported
+            path = getattr(sys.modules[name], "__file__", None) or ""
+            if path.startswith(tmp):
+                del sys.modules[name]
+        if saved[4] is not None:
+            os.environ["FODLAM_DEBUG"] = saved[4]
+    return CliResult(list(args), rc, out.getvalue(), err.getvalue())
+
+
+def _run_cli_subprocess(*args, stdin=None, cwd=None, script="fodlam", env=None):
     module = "fodlam.cli"
     fn = "main" if script == "fodlam" else "onnx_main"
     cmd = [sys.executable, "-c", f"import sys; from {module} import {fn}; sys.exit({fn}())", *args]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fodlam import layers as L
 from fodlam.accelerator import bundled, load_accelerator
-from fodlam.api import cost_model_for
+from fodlam.models import for_accelerator as cost_model_for
 from fodlam.nest import nests
 
 from conftest import run_cli

@@ -123,3 +123,17 @@ def test_counted_and_to_dict():
     assert c.kind == "conv" and c.macs == 42
     d = L.conv(1, 3, 8, 8, 3).to_dict()
     assert d["kind"] == "conv" and d["macs"] == 8 * 6 * 6 * 27 and d["kernel"] == [3, 3]
+
+
+def test_conv_checks_a_given_out_size():
+    assert L.conv(1, 3, 8, (8, 8), 3, out_size=(6, 6)).out_size == (6, 6)
+    with pytest.raises(LayerError, match=r"\(5, 5\) disagrees with \(6, 6\)"):
+        L.conv(1, 3, 8, (8, 8), 3, out_size=(5, 5))
+    # a transposed convolution keeps the size its exporter chose (ONNX output_shape)
+    assert L.conv(1, 8, 3, (4, 4), 3, stride=2, transposed=True, out_size=(8, 8)).out_size == (8, 8)
+
+
+def test_attention_builder_is_two_products_and_a_softmax():
+    scores, soft, context = L.attention(24, 128, 256, 64, 32)
+    assert scores.macs == 24 * 128 * 64 * 256 and context.macs == 24 * 128 * 256 * 32
+    assert soft.kind == "eltwise" and soft.ops == 24 * 128 * 256 * L.SOFTMAX_OPS

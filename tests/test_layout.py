@@ -20,7 +20,7 @@ def test_onnx_public_names_unchanged():
     pytest.importorskip("onnx")
     import fodlam.importers.onnx as imp
 
-    for name in ("LOWERINGS", "import_file", "profile_file", "write_annotated", "load"):
+    for name in ("LOWERINGS", "import_file", "write_annotated", "load"):
         assert hasattr(imp, name), name
     assert ("", "Conv") in imp.LOWERINGS and ("com.microsoft", "Attention") in imp.LOWERINGS
 

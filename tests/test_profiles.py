@@ -7,7 +7,7 @@ import pytest
 import fodlam
 from fodlam import layers as L
 from fodlam.accelerator import bundled, load_accelerator
-from fodlam.api import cost_model_for
+from fodlam.models import for_accelerator as cost_model_for
 from fodlam.errors import FodlamError
 from fodlam.models.roofline import Roofline, utilisation
 

@@ -237,7 +237,7 @@ scaling = "stillmaker-baas"
     spec = S.load_sweep(tmp_path / "s.toml")
     assert [dict(a.overrides) for a in spec.accels][:4] == [
         {"architecture.pe_rows": r, "architecture.clock_mhz": 250} for r in (8, 12, 16, 32)]
-    assert [(a.node, a.scaling) for a in spec.accels] == [(28.0, "dennard")] * 4 + [
+    assert [(a.process_nm, a.scaling) for a in spec.accels] == [(28.0, "dennard")] * 4 + [
         (16.0, "stillmaker-baas"), (7.0, "stillmaker-baas")]
     res = S.run(spec, jobs=1, quiet=True)
     assert not res.failed and len(res.rows) == 6

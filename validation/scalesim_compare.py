@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fodlam import layers as L  # noqa: E402
-from fodlam.api import cost_model_for  # noqa: E402
+from fodlam.models import for_accelerator as cost_model_for  # noqa: E402
 from fodlam.models.roofline import utilisation  # noqa: E402
 from fodlam.nest import nests  # noqa: E402
 

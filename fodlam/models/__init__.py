@@ -5,31 +5,14 @@ A new model is one file here plus one line in ``REGISTRY``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
+from ..accelerator import load_accelerator
 from ..errors import InputError
+from .base import Estimate
 
-
-@dataclass(frozen=True)
-class Estimate:
-    """The cost of one layer. ``method`` is one of "lookup" (a published measurement),
-    "scale" (MACs x a fitted per-MAC cost), "rule" (a documented first-order rule for a
-    kind the published data does not cover) or "none" (nothing to cost)."""
-
-    energy_j: float
-    latency_s: float
-    method: str
-    how: str
-    #: energy by component (compute, global_buffer, ...), where the model gives one
-    components: dict | None = field(default=None, compare=False)
-    #: [low, high] ranges from the calibration residuals, where the model gives them
-    energy_interval: list | None = field(default=None, compare=False)
-    latency_interval: list | None = field(default=None, compare=False)
-    #: the engine that ran the layer, why it was chosen, its mapping and what bound it
-    engine: str | None = field(default=None, compare=False)
-    engine_reason: str | None = field(default=None, compare=False)
-    mapping: dict | None = field(default=None, compare=False)
-    bound: str | None = field(default=None, compare=False)
+if TYPE_CHECKING:  # pragma: no cover
+    from ..accelerator import Accelerator
 
 
 def _fodlam2017(accelerator, **options):
@@ -37,17 +20,30 @@ def _fodlam2017(accelerator, **options):
     return Fodlam2017(accelerator, **options)
 
 
-def _shape(accelerator, **options):
+def _shape(accelerator, **_options):
     from .shape_aware import ShapeAware
-    return ShapeAware(accelerator, **options)
+    return ShapeAware(accelerator)          # no compat mode: only the 2017 model has one
 
 
-def _roofline(accelerator, **options):
+def _roofline(accelerator, **_options):
     from .roofline import Roofline
-    return Roofline(accelerator, **options)
+    return Roofline(accelerator)
 
 
 REGISTRY = {"fodlam-2017": _fodlam2017, "fodlam-shape": _shape, "fodlam-roofline": _roofline}
+
+
+class CostModel(Protocol):
+    """What every cost model offers: ``estimate`` costs one canonical layer (with the
+    published measurement it names, if any); ``describe`` is the profile JSON's
+    ``cost_model`` entry; ``accelerator`` the profile it costs on."""
+
+    name: str
+    accelerator: "Accelerator"
+
+    def estimate(self, layer, reference=None) -> Estimate: ...
+
+    def describe(self) -> dict: ...
 
 
 def build(name: str, accelerator, **options):
@@ -56,3 +52,10 @@ def build(name: str, accelerator, **options):
     except KeyError:
         raise InputError(f"unknown cost model '{name}'; choose one of {', '.join(sorted(REGISTRY))}") from None
     return factory(accelerator, **options)
+
+
+def for_accelerator(accelerator=None, *, compat: bool = False, cost_model: str | None = None):
+    """The cost model an accelerator profile names (or ``cost_model``), built on it.
+    ``accelerator``: a bundled name, a TOML path, an Accelerator or None (the default)."""
+    acc = load_accelerator(accelerator)
+    return build(cost_model or acc.cost_model, acc, compat=compat)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fodlam import calibration as cal
+import fodlam.calibration.published as cal
 from fodlam import technology
 from fodlam.errors import ConfigError
 from fodlam.layers import MAC_KINDS, Layer
-from fodlam.models import Estimate
+from fodlam.models.base import Estimate
 
 #: The first-order rules for kinds with no published measurement. Shown in every output.
 RULES = {

@@ -22,7 +22,7 @@ from fodlam import layers as L
 from fodlam import technology
 from fodlam.engines import WeightStationary, cost_layer
 from fodlam.errors import ConfigError
-from fodlam.models import Estimate
+from fodlam.models.base import Estimate
 
 
 def utilisation(K: int, N: int, array_k: int, array_n: int) -> float:
@@ -32,33 +32,33 @@ def utilisation(K: int, N: int, array_k: int, array_n: int) -> float:
 class Roofline:
     name = "fodlam-roofline"
 
-    def __init__(self, accelerator=None, *, compat: bool = False):
+    def __init__(self, accelerator=None):
         from fodlam.accelerator import load_accelerator
 
-        self.accelerator = load_accelerator(accelerator)
-        p = self.accelerator.params
-        arch = p.get("architecture")
-        self.power = p.get("power")
-        self.energy = p.get("energy")
-        if not isinstance(arch, dict):
-            raise ConfigError(f"accelerator profile {self.accelerator.name}: [architecture] needs "
+        self.accelerator = acc = load_accelerator(accelerator)
+        arch = acc.architecture
+        self.power = acc.params.get("power")          # as written, for describe()
+        self.energy = acc.params.get("energy")
+        if arch is None:
+            raise ConfigError(f"accelerator profile {acc.name}: [architecture] needs "
                               "array_k, array_n, clock_mhz, onchip_bytes, dram_bytes_per_s")
-        if not self.power and not self.energy:
-            raise ConfigError(f"accelerator profile {self.accelerator.name}: give [power] idle_w/busy_w "
+        if acc.power is None and acc.energy is None:
+            raise ConfigError(f"accelerator profile {acc.name}: give [power] idle_w/busy_w "
                               "or [energy] per-operation figures")
         try:
-            self.array = WeightStationary(f"systolic array ({arch.get('array_k')}x{arch.get('array_n')}, "
-                                          "weight-stationary)", arch, self.power, self.energy,
-                                          p.get("precision"))
+            self.array = WeightStationary(f"systolic array ({arch.array_k}x{arch.array_n}, "
+                                          "weight-stationary)", arch, acc.power, acc.energy,
+                                          acc.precision)
         except ConfigError as e:
-            raise ConfigError(f"accelerator profile {self.accelerator.name}: {e}") from None
+            raise ConfigError(f"accelerator profile {acc.name}: {e}") from None
         self.clock_hz = self.array.clock_hz
         self.bpe = self.array.bpe
-        self.vector_width = int(arch.get("vector_width", self.array.an))
-        measured = float((self.power or self.energy).get("process_nm", self.accelerator.process_nm))
+        self.vector_width = int(arch.vector_width or self.array.an)
+        figures = acc.power or acc.energy
+        measured = float(figures.process_nm if figures.process_nm is not None else acc.process_nm)
         self.measured_nm = measured
-        self.t_factor, self.p_factor = technology.scale(self.accelerator.technology_scaling, measured,
-                                                        self.accelerator.process_nm)
+        self.t_factor, self.p_factor = technology.scale(acc.technology_scaling, measured,
+                                                        acc.process_nm)
         self.peak = self.array.peak
 
     mode = "per-inference"

@@ -13,7 +13,7 @@ rule (``[dispatch] rule``), the same for every layer whatever op produced it:
 
 Row-stationary array: active PEs from mapping the R x E logical PE set; compute time
 ``MACs / (A x f) / eta``; partial sums round-trip through the global buffer per tile of
-``q = clamp(kappa / (E x R), 1, q_cap)`` input channels; processing ``max(compute,
+``q = clamp(kappa / (E x R x sqrt(S)), 1, q_cap)`` input channels; processing ``max(compute,
 buffer)``; total ``(1 + a) x processing + b x ofmap bytes``, at least the DRAM bytes over
 the interface bandwidth; energy ``P_array x T + e_glb x buffer bytes + e_io x activation
 bytes`` (the three terms are the breakdown by component).
@@ -31,9 +31,9 @@ from __future__ import annotations
 from fodlam import layers as L
 from fodlam import technology
 from fodlam.engines import RS_COMPONENTS as COMPONENTS  # noqa: F401  (re-exported)
-from fodlam.engines import RowStationary, SparseVector, active_pes, cost_layer  # noqa: F401
+from fodlam.engines import RowStationary, SparseVector, active_pes, cost_layer, rs_clock_hz  # noqa: F401
 from fodlam.errors import ConfigError
-from fodlam.models import Estimate
+from fodlam.models.base import Estimate
 
 #: dispatch rules: name -> (function of a nest -> engine key, what the rule says)
 DISPATCH = {
@@ -49,39 +49,39 @@ DISPATCH = {
 class ShapeAware:
     name = "fodlam-shape"
 
-    def __init__(self, accelerator=None, *, compat: bool = False):
+    def __init__(self, accelerator=None):
         from fodlam.accelerator import load_accelerator
 
-        self.accelerator = load_accelerator(accelerator)
-        self.compat = compat
-        params = self.accelerator.params
-        try:
-            self.arch = dict(params["architecture"])
-            self.conv = dict(params["shape_model"]["conv"])
-            self.fc = dict(params["shape_model"]["fc"])
-            self.fit_info = dict(params["shape_model"].get("fit", {}))
-        except KeyError as e:
-            raise ConfigError(f"accelerator profile {self.accelerator.name} has no fitted "
-                              f"[shape_model] / [architecture] table ({e}); run 'fodlam calibrate "
-                              "--out PROFILE.toml' or choose --cost-model fodlam-2017") from None
+        self.accelerator = acc = load_accelerator(accelerator)
+        params = acc.params
+        model = acc.shape_model
+        if acc.architecture is None or model is None or model.conv is None or model.fc is None:
+            raise ConfigError(f"accelerator profile {acc.name} has no fitted [shape_model.conv], "
+                              "[shape_model.fc] and [architecture] tables; run 'fodlam calibrate "
+                              "--out PROFILE.toml' or choose --cost-model fodlam-2017")
+        self.arch_typed = acc.architecture
+        # the tables as written, for describe()
+        self.arch = dict(params["architecture"])
         self.arch.setdefault("bytes_per_element", 2)
-        self.arch["clock_hz"] = float(self.arch.get("clock_mhz", 200)) * 1e6
-        dispatch = params.get("dispatch", {})
-        self.rule = str(dispatch.get("rule", "gemm-to-sparse"))
+        self.conv = dict(params["shape_model"]["conv"])
+        self.fc = dict(params["shape_model"]["fc"])
+        self.fit_info = dict(model.fit or {})
+        self.rule = acc.dispatch.rule if acc.dispatch else "gemm-to-sparse"
         if self.rule not in DISPATCH:
-            raise ConfigError(f"accelerator profile {self.accelerator.name}: unknown [dispatch] rule "
+            raise ConfigError(f"accelerator profile {acc.name}: unknown [dispatch] rule "
                               f"'{self.rule}'; choose one of {', '.join(DISPATCH)}")
         try:
-            self.engines = {"array": RowStationary("array (row-stationary, Eyeriss)", self.arch, self.conv),
-                            "sparse": SparseVector("sparse (EIE)", self.arch, self.fc)}
-        except KeyError as e:
-            raise ConfigError(f"accelerator profile {self.accelerator.name}: [shape_model] lacks "
-                              f"{e}; rerun 'fodlam calibrate --out PROFILE.toml'") from None
-        measured = float(params["shape_model"].get("process_nm", self.accelerator.process_nm))
-        rule = self.accelerator.technology_scaling
-        self.t_factor, self.p_factor = technology.scale(rule, measured, self.accelerator.process_nm)
+            self.engines = {"array": RowStationary("array (row-stationary, Eyeriss)", self.arch_typed,
+                                                   model.conv),
+                            "sparse": SparseVector("sparse (EIE)", self.arch_typed, model.fc)}
+        except ConfigError as e:
+            raise ConfigError(f"accelerator profile {acc.name}: {e}") from None
+        measured = float(model.process_nm if model.process_nm is not None else acc.process_nm)
+        rule = acc.technology_scaling
+        self.t_factor, self.p_factor = technology.scale(rule, measured, acc.process_nm)
         self.measured_nm = measured
-        self.fc_power_w = float(self.fc["power_w"])
+        self.fc_power_w = float(model.fc.power_w)
+        self.peak_ops_per_s = self.arch_typed.pe_rows * self.arch_typed.pe_cols * rs_clock_hz(self.arch_typed)
 
     @property
     def mode(self) -> str:
@@ -97,7 +97,7 @@ class ShapeAware:
                 "process_nm": self.accelerator.process_nm, "measured_process_nm": self.measured_nm,
                 "technology_scaling": self.accelerator.technology_scaling,
                 "technology_factors": {"latency": self.t_factor, "power": self.p_factor},
-                "architecture": {k: v for k, v in self.arch.items() if k != "clock_hz"},
+                "architecture": self.arch,
                 "coefficients": {"conv": self.conv, "fc": self.fc}, "fit": self.fit_info,
                 "engines": {k: e.name for k, e in self.engines.items()},
                 "dispatch": {"rule": self.rule, "says": DISPATCH[self.rule][1]},
@@ -146,8 +146,7 @@ class ShapeAware:
                         mapping=lc.mapping, bound=lc.bound)
 
     def _ops_raw(self, ops: int) -> tuple[float, float]:
-        peak = self.arch["pe_rows"] * self.arch["pe_cols"] * self.arch["clock_hz"]
-        t = ops / peak
+        t = ops / self.peak_ops_per_s
         return t * float(self.conv["p_array_w"]), t
 
     def _ops(self, ops: int) -> tuple[float, float]:

@@ -8,7 +8,6 @@ import json
 import math
 import statistics
 
-from ..sweeps import _group
 from ..units import format_si
 from .html import _CSS, _JS, _img
 from .plots import png_bytes
@@ -21,13 +20,19 @@ def _ok(rows):
     return [r for r in rows if r.get("status") == "ok" and r.get("energy_j") is not None]
 
 
-def _front(rs):
-    rs = sorted(rs, key=lambda r: (r["latency_s"], r["energy_j"]))
+def group_label(r: dict) -> str:
+    """The front a sweep row belongs to: its model, and its batch where one is set."""
+    return f"{r['model']} @ batch {r['batch']}" if r.get("batch") not in (None, "") else r["model"]
+
+
+def front(rs: list[dict]) -> list[dict]:
+    """The rows no other row beats on both energy and latency, fastest first."""
+    rs = sorted(rs, key=lambda r: (float(r["latency_s"]), float(r["energy_j"])))
     out, best = [], math.inf
     for r in rs:
-        if r["energy_j"] < best:
+        if float(r["energy_j"]) < best:
             out.append(r)
-            best = r["energy_j"]
+            best = float(r["energy_j"])
     return out
 
 
@@ -46,20 +51,20 @@ def figure_pareto(rows):
     from matplotlib.figure import Figure
 
     ok = _ok(rows)
-    models = list(dict.fromkeys(_group(r) for r in ok)) or ["(no points)"]
+    models = list(dict.fromkeys(group_label(r) for r in ok)) or ["(no points)"]
     cols = min(3, len(models))
     nrows = math.ceil(len(models) / cols)
     fig = Figure(figsize=(5.2 * cols, 4.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, model in zip(axes.flat, models):
-        rs = [r for r in ok if _group(r) == model]
+        rs = [r for r in ok if group_label(r) == model]
         for acc in dict.fromkeys(r["accelerator"] for r in rs):
             sel = [r for r in rs if r["accelerator"] == acc]
             ax.scatter([r["latency_s"] * 1e3 for r in sel], [r["energy_j"] * 1e3 for r in sel], s=12,
                        alpha=0.6, label=acc)
-        front = _front(rs)
-        if front:
-            ax.plot([r["latency_s"] * 1e3 for r in front], [r["energy_j"] * 1e3 for r in front], "k-",
+        edge = front(rs)
+        if edge:
+            ax.plot([r["latency_s"] * 1e3 for r in edge], [r["energy_j"] * 1e3 for r in edge], "k-",
                     lw=1.2, label="Pareto front")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -124,8 +129,8 @@ def render(rows, source: str = "") -> str:
     pareto_png = png_bytes(figure_pareto(rows))
     sens_png = png_bytes(figure_sensitivity(rows))
     table = []
-    for model in dict.fromkeys(_group(r) for r in ok):
-        for r in _front([x for x in ok if _group(x) == model]):
+    for model in dict.fromkeys(group_label(r) for r in ok):
+        for r in front([x for x in ok if group_label(x) == model]):
             cells = [html.escape(str(model)), html.escape(str(r["accelerator"])),
                      html.escape(str(r.get("overrides") or "-")), html.escape(str(r.get("process_nm") or "-")),
                      html.escape(str(r.get("batch") or "-"))]

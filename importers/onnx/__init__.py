@@ -8,7 +8,7 @@ The pipeline, one file per step:
 * ``lowerings``: the table ``LOWERINGS`` mapping (domain, op_type) to a small function per
   op family; an op absent from it becomes an *unmodeled* node (reported, never dropped);
 * ``walk``: ``Importer``, the graph walk with subgraphs and local functions, and the entry
-  points ``import_file`` / ``profile_file``;
+  point ``import_file`` (an ``Imported``: nodes, network, warnings, batch);
 * ``annotate``: ``write_annotated``, the model with every node's estimate for Netron.
 
 The arithmetic lives in ``fodlam.layers`` and ``fodlam.ops``; these files only read ONNX
@@ -25,9 +25,9 @@ from ._common import MAX_DIM, MAX_ELEMENTS, MAX_SUBGRAPH_DEPTH, SMALL_CONSTANT, 
 from .annotate import write_annotated
 from .lowerings import LOWERINGS, MS, Ctx, lowering
 from .shapes import Graph
-from .walk import Importer, import_file, profile_file
+from .walk import Importer, import_file
 from .wire import load, load_structure
 
-__all__ = ["LOWERINGS", "import_file", "profile_file", "write_annotated", "load", "load_structure",
+__all__ = ["LOWERINGS", "import_file", "write_annotated", "load", "load_structure",
            "Graph", "Importer", "Ctx", "lowering", "UnknownDim", "MS", "SMALL_CONSTANT", "MAX_DIM",
            "MAX_ELEMENTS", "MAX_SUBGRAPH_DEPTH"]

@@ -14,7 +14,7 @@ from fodlam.errors import ModelError
 import onnx
 from onnx import helper
 
-from ._common import UnknownDim, _node_name, _numel
+from ._common import _MAC_OPS, UnknownDim, _node_name, _numel
 from .shapes import Graph
 
 
@@ -23,10 +23,18 @@ LOWERINGS: dict[tuple[str, str], Lowering] = {}
 MS = "com.microsoft"
 
 
-def lowering(*op_types: str, domain: str = ""):
+def lowering(*op_types: str, domain: str = "", macs: bool = False):
+    """Register ``fn`` as the lowering of ``op_types`` in ``domain``; ``macs``: the ops
+    multiply-accumulate (shape folding never evaluates them). An op registered twice is a
+    bug, refused at import."""
     def register(fn):
         for op in op_types:
+            if (domain, op) in LOWERINGS:
+                raise ValueError(f"ONNX lowering for {domain or 'ai.onnx'}::{op} registered twice "
+                                 f"({LOWERINGS[domain, op].__name__} and {fn.__name__})")
             LOWERINGS[domain, op] = fn
+            if macs:
+                _MAC_OPS.add(op)
         return fn
     return register
 
@@ -36,14 +44,15 @@ def lowering(*op_types: str, domain: str = ""):
 # --------------------------------------------------------------------------------------
 
 class Ctx:
-    def __init__(self, graph: Graph, node, importer):
+    """What a lowering reads: the node, its attributes and the graph's shapes; a lowering
+    may leave a ``note`` for the node's report."""
+
+    def __init__(self, graph: Graph, node):
         self.g = graph
         self.node = node
-        self.importer = importer
         self.attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute
                       if a.type not in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)}
         self.note = ""
-        self.origin_extra: dict = {}
 
     def attr(self, name, default=None):
         v = self.attrs.get(name, default)
@@ -138,8 +147,8 @@ def _conv_common(ctx: Ctx, x_idx: int, w_idx: int, *, transposed=False, nhwc=Fal
                   group, out_size=out_spatial, bits=bits)
 
 
-@lowering("Conv")
-@lowering("FusedConv", domain=MS)
+@lowering("Conv", macs=True)
+@lowering("FusedConv", domain=MS, macs=True)
 def _conv(ctx):
     layers = [_conv_common(ctx, 0, 1)]
     act = ctx.attr("activation")
@@ -148,28 +157,28 @@ def _conv(ctx):
     return layers
 
 
-@lowering("NhwcConv", "NhwcFusedConv", domain=MS)
+@lowering("NhwcConv", "NhwcFusedConv", domain=MS, macs=True)
 def _nhwc_conv(ctx):
     return [_conv_common(ctx, 0, 1, nhwc=True)]
 
 
-@lowering("ConvInteger")
+@lowering("ConvInteger", macs=True)
 def _conv_integer(ctx):
     return [_conv_common(ctx, 0, 1, bits=8)]
 
 
-@lowering("QLinearConv")
-@lowering("QLinearConv", domain=MS)
+@lowering("QLinearConv", macs=True)
+@lowering("QLinearConv", domain=MS, macs=True)
 def _qlinear_conv(ctx):
     return [_conv_common(ctx, 0, 3, bits=8)]
 
 
-@lowering("ConvTranspose")
+@lowering("ConvTranspose", macs=True)
 def _conv_transpose(ctx):
     return [_conv_common(ctx, 0, 1, transposed=True)]
 
 
-@lowering("QLinearConvTranspose", domain=MS)
+@lowering("QLinearConvTranspose", domain=MS, macs=True)
 def _qconv_transpose(ctx):
     return [_conv_common(ctx, 0, 3, transposed=True, bits=8)]
 
@@ -190,28 +199,28 @@ def _bias_layer(ctx, layer, bias_idx):
     return [layer]
 
 
-@lowering("MatMul")
+@lowering("MatMul", macs=True)
 def _matmul(ctx):
     return [_mm(ctx, 0, 1)]
 
 
-@lowering("MatMulInteger")
+@lowering("MatMulInteger", macs=True)
 def _matmul_integer(ctx):
     return [_mm(ctx, 0, 1, bits=8)]
 
 
-@lowering("QLinearMatMul")
+@lowering("QLinearMatMul", macs=True)
 def _qlinear_matmul(ctx):
     return [_mm(ctx, 0, 3, bits=8)]
 
 
-@lowering("Gemm")
+@lowering("Gemm", macs=True)
 def _gemm(ctx):
     layer = _mm(ctx, 0, 1, trans_a=bool(ctx.attr("transA", 0)), trans_b=bool(ctx.attr("transB", 0)))
     return _bias_layer(ctx, layer, 2)
 
 
-@lowering("FusedGemm", domain=MS)
+@lowering("FusedGemm", domain=MS, macs=True)
 def _fused_gemm(ctx):
     layers = _gemm(ctx)
     act = ctx.attr("activation")
@@ -220,24 +229,24 @@ def _fused_gemm(ctx):
     return layers
 
 
-@lowering("FusedMatMul", domain=MS)
+@lowering("FusedMatMul", domain=MS, macs=True)
 def _fused_matmul(ctx):
     return [_mm(ctx, 0, 1, trans_a=bool(ctx.attr("transA", 0)), trans_b=bool(ctx.attr("transB", 0)))]
 
 
-@lowering("QGemm", domain=MS)
+@lowering("QGemm", domain=MS, macs=True)
 def _qgemm(ctx):
     layer = _mm(ctx, 0, 3, trans_a=bool(ctx.attr("transA", 0)), trans_b=bool(ctx.attr("transB", 0)),
                 bits=8)
     return _bias_layer(ctx, layer, 6)
 
 
-@lowering("MatMulIntegerToFloat", "DynamicQuantizeMatMul", domain=MS)
+@lowering("MatMulIntegerToFloat", "DynamicQuantizeMatMul", domain=MS, macs=True)
 def _ms_int_matmul(ctx):
     return [_mm(ctx, 0, 1, bits=8)]
 
 
-@lowering("MatMulNBits", "MatMulBnb4", "MatMulFpQ4", domain=MS)
+@lowering("MatMulNBits", "MatMulBnb4", "MatMulFpQ4", domain=MS, macs=True)
 def _matmul_nbits(ctx):
     a = ctx.in_shape(0)
     k = int(ctx.attr("K") or a[-1])
@@ -249,22 +258,14 @@ def _matmul_nbits(ctx):
     return [layer]
 
 
-@lowering("Einsum")
+@lowering("Einsum", macs=True)
 def _einsum(ctx):
     eq = ctx.attr("equation")
     shapes = [ctx.in_shape(i) for i in range(len(ctx.node.input))]
     return [L.einsum(eq, shapes, [ctx.static(i) for i in range(len(shapes))])]
 
 
-def _attention_core(batch, heads, q_len, kv_len, head_q, head_v, out_elems=None):
-    """QK^T and AV products plus the softmax over the scores."""
-    scores = L.MatMul(batch=batch * heads, m=q_len, k=head_q, n=kv_len)
-    context = L.MatMul(batch=batch * heads, m=q_len, k=kv_len, n=head_v)
-    softmax = OPS.lower("softmax", batch * heads * q_len * kv_len)
-    return [scores, softmax, context]
-
-
-@lowering("Attention")
+@lowering("Attention", macs=True)
 def _onnx_attention(ctx):
     """ai.onnx Attention (opset 23): Q, K, V as (B, heads, S, H) or (B, S, heads*H)."""
     q, k, v = ctx.in_shape(0), ctx.in_shape(1), ctx.in_shape(2)
@@ -282,10 +283,10 @@ def _onnx_attention(ctx):
     if ctx.has_input(4) and ctx.has_input(5):  # past key / value extend the sequence
         past = ctx.in_shape(4)
         kv_len += past[2] if len(past) == 4 else 0
-    return _attention_core(b, heads, s, kv_len, hq, hv)
+    return L.attention(b * heads, s, kv_len, hq, hv)
 
 
-@lowering("Attention", domain=MS)
+@lowering("Attention", domain=MS, macs=True)
 def _ms_attention(ctx):
     """com.microsoft Attention: input (B, S, D) @ packed QKV weights, then attention."""
     x = ctx.in_shape(0)
@@ -299,18 +300,18 @@ def _ms_attention(ctx):
     if ctx.has_input(4):  # past (2, B, heads, past_len, H)
         past = ctx.in_shape(4)
         kv_len += past[3]
-    layers += _attention_core(b, heads, s, kv_len, qh // heads, vh // heads)
+    layers += L.attention(b * heads, s, kv_len, qh // heads, vh // heads)
     return layers
 
 
-@lowering("MultiHeadAttention", "DecoderMaskedMultiHeadAttention", domain=MS)
+@lowering("MultiHeadAttention", "DecoderMaskedMultiHeadAttention", domain=MS, macs=True)
 def _ms_mha(ctx):
     q = ctx.in_shape(0)
     heads = int(ctx.attr("num_heads"))
     b, s = q[0], q[1]
     if len(q) == 5:  # packed QKV (B, S, heads, 3, H)
         head = q[4]
-        return _attention_core(b, heads, s, s, head, head)
+        return L.attention(b * heads, s, s, head, head)
     if len(q) == 3 and not ctx.has_input(1):
         raise ModelError(f"node '{_node_name(ctx.node)}': MultiHeadAttention without key input")
     k = ctx.in_shape(1)
@@ -325,10 +326,10 @@ def _ms_mha(ctx):
         head_v = ctx.in_shape(2)[2] // heads if ctx.has_input(2) else head_q
     if ctx.has_input(6):  # past_key (B, heads, past, H)
         kv_len += ctx.in_shape(6)[2]
-    return _attention_core(b, heads, s, kv_len, head_q, head_v)
+    return L.attention(b * heads, s, kv_len, head_q, head_v)
 
 
-@lowering("GroupQueryAttention", domain=MS)
+@lowering("GroupQueryAttention", domain=MS, macs=True)
 def _gqa(ctx):
     q = ctx.in_shape(0)
     heads = int(ctx.attr("num_heads"))
@@ -343,7 +344,7 @@ def _gqa(ctx):
         past = ctx.in_shape(3)
         if len(past) == 4:
             kv_len = max(kv_len, past[2])
-    return _attention_core(b, heads, s, kv_len, head, head)
+    return L.attention(b * heads, s, kv_len, head, head)
 
 
 def _rnn(ctx, cell):
@@ -357,10 +358,18 @@ def _rnn(ctx, cell):
     return [L.recurrent(cell, seq, batch, x[2], hidden, directions=dirs)]
 
 
-LOWERINGS["", "LSTM"] = lambda ctx: _rnn(ctx, "lstm")
-LOWERINGS["", "GRU"] = lambda ctx: _rnn(ctx, "gru")
-LOWERINGS["", "RNN"] = lambda ctx: _rnn(ctx, "rnn")
-LOWERINGS[MS, "DynamicQuantizeLSTM"] = lambda ctx: _rnn(ctx, "lstm")
+def _rnn_lowering(cell: str):
+    """The lowering of a recurrent op of ``cell`` type (a named factory, one per cell)."""
+    def lower(ctx):
+        return _rnn(ctx, cell)
+    lower.__name__ = lower.__qualname__ = f"lower_{cell}"
+    return lower
+
+
+lowering("LSTM", macs=True)(_rnn_lowering("lstm"))
+lowering("GRU", macs=True)(_rnn_lowering("gru"))
+lowering("RNN", macs=True)(_rnn_lowering("rnn"))
+lowering("DynamicQuantizeLSTM", domain=MS, macs=True)(_rnn_lowering("lstm"))
 
 
 # --------------------------------------------------------------------------------------
@@ -378,15 +387,25 @@ def _pool(ctx, mode, global_=False, nhwc=False):
     return [L.pool(mode, batch, channels, spatial, out_spatial, kernel)]
 
 
-LOWERINGS["", "MaxPool"] = lambda ctx: _pool(ctx, "max")
-LOWERINGS["", "AveragePool"] = lambda ctx: _pool(ctx, "avg")
-LOWERINGS["", "LpPool"] = lambda ctx: _pool(ctx, "lp")
-LOWERINGS["", "GlobalMaxPool"] = lambda ctx: _pool(ctx, "max", True)
-LOWERINGS["", "GlobalAveragePool"] = lambda ctx: _pool(ctx, "avg", True)
-LOWERINGS["", "GlobalLpPool"] = lambda ctx: _pool(ctx, "lp", True)
-LOWERINGS[MS, "QLinearAveragePool"] = lambda ctx: _pool(ctx, "avg", nhwc=bool(ctx.attr("channels_last", 0)))
-LOWERINGS[MS, "QLinearGlobalAveragePool"] = lambda ctx: _pool(ctx, "avg", True, bool(ctx.attr("channels_last", 0)))
-LOWERINGS[MS, "NhwcMaxPool"] = lambda ctx: _pool(ctx, "max", nhwc=True)
+def _pool_lowering(mode: str, global_: bool = False, nhwc: bool | None = False):
+    """The lowering of a pooling op (a named factory): ``nhwc=None`` reads the layout from
+    the node's ``channels_last`` attribute."""
+    def lower(ctx):
+        layout = bool(ctx.attr("channels_last", 0)) if nhwc is None else nhwc
+        return _pool(ctx, mode, global_, layout)
+    lower.__name__ = lower.__qualname__ = f"lower_{'global_' if global_ else ''}{mode}_pool"
+    return lower
+
+
+lowering("MaxPool")(_pool_lowering("max"))
+lowering("AveragePool")(_pool_lowering("avg"))
+lowering("LpPool")(_pool_lowering("lp"))
+lowering("GlobalMaxPool")(_pool_lowering("max", True))
+lowering("GlobalAveragePool")(_pool_lowering("avg", True))
+lowering("GlobalLpPool")(_pool_lowering("lp", True))
+lowering("QLinearAveragePool", domain=MS)(_pool_lowering("avg", nhwc=None))
+lowering("QLinearGlobalAveragePool", domain=MS)(_pool_lowering("avg", True, nhwc=None))
+lowering("NhwcMaxPool", domain=MS)(_pool_lowering("max", nhwc=True))
 
 
 @lowering("MaxRoiPool", "RoiAlign")
@@ -397,7 +416,7 @@ def _roi(ctx):
                           outputs=_numel(out), operations=_numel(out) * taps)]
 
 
-@lowering("DeformConv")
+@lowering("DeformConv", macs=True)
 def _deform_conv(ctx):
     """A convolution whose taps sample the input at learned offsets: the conv's MACs plus a
     bilinear interpolation (4 reads, 3 blends) per sampled input value."""

@@ -1,5 +1,5 @@
 """The graph walk: nodes in order, subgraphs (If, Loop, Scan), local functions, and the
-entry points ``import_file`` / ``profile_file``."""
+entry point ``import_file``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fodlam import layers as L
 from fodlam.errors import InputError, LayerError, ModelError
-from fodlam.nodes import Node, apply_activation_density, apply_weight_density
+from fodlam.nodes import Imported, Node, apply_weight_density
 
 from onnx import helper
 
@@ -82,7 +82,7 @@ class Importer:
             if note:
                 return [L.Elementwise(category="data", fn=node.op_type, inputs=0, outputs=0,
                                       operations=0)], note, True
-        ctx = Ctx(self.g, node, self)
+        ctx = Ctx(self.g, node)
         try:
             layers = list(fn(ctx))
         except UnknownDim as e:
@@ -191,13 +191,18 @@ class Importer:
 # Public entry points
 # --------------------------------------------------------------------------------------
 
-def import_file(path, *, input_shapes=None, dims=None, batch=None):
-    """(nodes, info, warnings, batch) for an ONNX file."""
+def import_file(path, *, input_shapes=None, dims=None, batch=None, weight_density=None) -> Imported:
+    """The lowered nodes of an ONNX file, as data (no cost). ``weight_density``: "measure"
+    (read the initializers and count their non-zeros; opt-in) or a number for every fc
+    weight."""
     try:
-        return _import_file(path, input_shapes=input_shapes, dims=dims, batch=batch)
+        nodes, info, warnings, resolved = _import_file(path, input_shapes=input_shapes, dims=dims,
+                                                       batch=batch)
     except UnicodeError:
         raise ModelError(f"{path} has names or strings that are not valid UTF-8 (ONNX requires "
                          "UTF-8); re-export the model or fix its names") from None
+    nodes = _weight_densities(path, weight_density, nodes)
+    return Imported(nodes=nodes, network=info, warnings=warnings, batch=resolved)
 
 
 def _inline_functions(model):
@@ -259,7 +264,7 @@ def _weight_densities(path, spec, nodes) -> list:
         by_index = {i: n for i, n in enumerate(model.graph.node)}
 
         def of(node):
-            onnx_node = by_index.get(node.origin.get("index")) if "subgraph" not in node.origin else None
+            onnx_node = by_index.get(node.origin.get("index"))
             if onnx_node is None:
                 return None
             return next((density[i] for i in onnx_node.input if i in density), None)
@@ -267,20 +272,3 @@ def _weight_densities(path, spec, nodes) -> list:
     if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not 0 < spec <= 1:
         raise InputError(f"weight density must be 'measure' or a number in (0, 1], got {spec!r}")
     return apply_weight_density(nodes, lambda node: float(spec))
-
-
-def profile_file(path, *, accelerator=None, input_shapes=None, dims=None, batch=None,
-                 strict: bool = False, cost_model: str | None = None, weight_density=None,
-                 activation_density=None):
-    from fodlam.api import cost_model_for
-    from fodlam.profile import build_profile
-
-    nodes, info, warnings, resolved_batch = import_file(path, input_shapes=input_shapes,
-                                                        dims=dims, batch=batch)
-    nodes = _weight_densities(path, weight_density, nodes)
-    nodes = apply_activation_density(nodes, activation_density)
-    profile = build_profile(nodes, cost_model_for(accelerator, cost_model=cost_model), model=info,
-                            batch=resolved_batch, warnings=warnings)
-    if strict:
-        profile.check_modeled()
-    return profile

@@ -1,4 +1,5 @@
-"""Profile: a costed model. One JSON schema for every command and ``Profile.to_json()``.
+"""Profile: a costed network (``fodlam.Profile``). One JSON schema for every command and
+``Profile.to_json()``.
 
 Schema ``fodlam-profile`` version 1 (documented in docs/profile-schema.md)::
 
@@ -23,11 +24,16 @@ from pathlib import Path
 from ._version import __version__
 from .errors import UnmodeledError
 from .models import Estimate
-from .nodes import Node
+from .nodes import Imported, Node, _total, apply_activation_density
 from .units import format_count, format_si
 
 SCHEMA = "fodlam-profile"
 SCHEMA_VERSION = 1
+
+
+def _of_node(attr: str) -> property:
+    """A property of a NodeCost that reads the costed node's own attribute."""
+    return property(lambda self: getattr(self.node, attr), doc=f"the node's {attr}")
 
 
 @dataclass
@@ -35,13 +41,8 @@ class NodeCost:
     node: Node
     estimates: tuple[Estimate, ...]
 
-    @property
-    def energy_j(self) -> float:
-        return sum(e.energy_j for e in self.estimates)
-
-    @property
-    def latency_s(self) -> float:
-        return sum(e.latency_s for e in self.estimates)
+    energy_j = _total("energy_j", "estimates")
+    latency_s = _total("latency_s", "estimates")
 
     @property
     def method(self) -> str:
@@ -59,30 +60,13 @@ class NodeCost:
             "no arithmetic and no data moved"
         return f"{text} ({self.node.note})" if self.node.note else text
 
-    # convenience mirrors
-    @property
-    def name(self) -> str:
-        return self.node.name
-
-    @property
-    def op(self) -> str:
-        return self.node.op
-
-    @property
-    def kind(self) -> str:
-        return self.node.kind
-
-    @property
-    def macs(self) -> int:
-        return self.node.macs
-
-    @property
-    def ops(self) -> int:
-        return self.node.ops
-
-    @property
-    def modeled(self) -> bool:
-        return self.node.modeled
+    # the node's own facts, mirrored
+    name = _of_node("name")
+    op = _of_node("op")
+    kind = _of_node("kind")
+    macs = _of_node("macs")
+    ops = _of_node("ops")
+    modeled = _of_node("modeled")
 
     @property
     def module(self) -> str:
@@ -152,21 +136,10 @@ class Profile:
     warnings: list[str] = field(default_factory=list)
 
     # ---- totals -------------------------------------------------------------------------
-    @property
-    def total_macs(self) -> int:
-        return sum(n.macs for n in self.nodes)
-
-    @property
-    def total_ops(self) -> int:
-        return sum(n.ops for n in self.nodes)
-
-    @property
-    def total_energy_j(self) -> float:
-        return sum(n.energy_j for n in self.nodes)
-
-    @property
-    def total_latency_s(self) -> float:
-        return sum(n.latency_s for n in self.nodes)
+    total_macs = _total("macs", "nodes")
+    total_ops = _total("ops", "nodes")
+    total_energy_j = _total("energy_j", "nodes")
+    total_latency_s = _total("latency_s", "nodes")
 
     @property
     def unmodeled(self) -> dict[str, int]:
@@ -377,9 +350,10 @@ def _esc(text) -> str:
     return html.escape(str(text))
 
 
-def build_profile(nodes: list[Node], cost_model, *, model: dict, batch: int = 1,
+def build_profile(nodes: list[Node], cost_model, *, network: dict, batch: int = 1,
                   warnings: list[str] | None = None) -> Profile:
-    """Annotate every node with its cost. Unmodeled nodes are kept, with zero cost."""
+    """Annotate every node with its cost on ``cost_model``. Unmodeled nodes are kept, with
+    zero cost. ``network`` describes the model (name, format, source)."""
     costed = []
     for node in nodes:
         if node.modeled:
@@ -388,5 +362,17 @@ def build_profile(nodes: list[Node], cost_model, *, model: dict, batch: int = 1,
         else:
             estimates = ()
         costed.append(NodeCost(node, estimates))
-    return Profile(nodes=costed, model=model, accelerator=cost_model.accelerator.to_dict(),
+    return Profile(nodes=costed, model=network, accelerator=cost_model.accelerator.to_dict(),
                    cost_model=cost_model.describe(), batch=batch, warnings=list(warnings or []))
+
+
+def cost_imported(imported: Imported, cost_model, *, activation_density=None,
+                  strict: bool = False) -> Profile:
+    """The one tail of every importer: activation densities applied, every node costed,
+    ``strict`` checked (an unmodeled node is then an error)."""
+    nodes = apply_activation_density(imported.nodes, activation_density)
+    profile = build_profile(nodes, cost_model, network=imported.network, batch=imported.batch,
+                            warnings=imported.warnings)
+    if strict:
+        profile.check_modeled()
+    return profile
