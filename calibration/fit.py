@@ -142,6 +142,9 @@ def read_csv(path, target_nm: float | None = None, rule: str = "dennard") -> lis
         if not energy:
             raise ConfigError(f"{where}: give a positive energy (energy_mj / energy_j) or power (power_mw / power_w)")
         node = _num(raw, "process_nm", required=False, where=where)
+        if node is not None and not 1 <= node <= 1000:
+            raise ConfigError(f"{where}: process_nm {node:g} is out of range; give the node in nm "
+                              "(1 to 1000), e.g. 65")
         t = pw = 1.0
         if node and target_nm and node != target_nm:
             t, pw = technology.scale(rule, node, target_nm)
@@ -220,8 +223,16 @@ def _rs_latency(f: dict, c: dict, dram_bw):
     return EN.rs_latency(f, c["eta"], c["glb_bytes_per_s"], c["dram_a"], c["dram_b"], dram_bw)
 
 
+#: the (kappa, q_cap) pairs that go on from step 1 of ``fit_conv`` to the time fit
+MAX_TILE_CANDIDATES = 64
+
+
 def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
     base = dict(base or {})
+    if len(rows) >= 2 and len({(nests(r.layer)[0], r.batch) for r in rows}) < 2:
+        raise ConfigError(f"the {len(rows)} conv rows all describe the same layer: they cannot "
+                          "identify the model's coefficients; give measurements of at least two "
+                          "different layers")
     arch = _arch(arch)
     geos = [_conv_geo(r) for r in rows]
     # 1. channel tile from measured buffer accesses, where published: every (kappa, q_cap)
@@ -235,7 +246,9 @@ def fit_conv(rows: list[Row], arch: dict, base: dict | None = None) -> dict:
                           for g, r in with_glb) / len(with_glb)
                 scored.append((err, round(kappa, 3), float(q_cap)))
         floor = min(e for e, _, _ in scored)
-        candidates = sorted(c for c in scored if c[0] <= floor * 1.1 + 1e-12)
+        # bounded: at most MAX_TILE_CANDIDATES go on to the time fit (the bundled data keep
+        # at most 9); data that tie more of them identify the tile no better
+        candidates = sorted(c for c in scored if c[0] <= floor * 1.1 + 1e-12)[:MAX_TILE_CANDIDATES]
     else:
         candidates = [(0.0, float(base.get("kappa", 1000)), float(base.get("q_cap", 7)))]
     # 2. compute efficiency and buffer bandwidth (bandwidth >= the highest observed), and

@@ -271,7 +271,7 @@ class Accelerator:
         from .technology import RULES
 
         label = f"accelerator profile {self.path or self.name}"
-        check_node(self.process_nm, label)
+        check_node(self.process_nm, f"{label} process_nm")
         if self.technology_scaling not in RULES:
             raise ConfigError(f"{label}: technology_scaling {self.technology_scaling!r} is not one of "
                               f"{', '.join(RULES)}")
@@ -357,6 +357,9 @@ def load_accelerator(spec: "str | Path | Accelerator | None" = None) -> Accelera
     the default (``eyeriss-eie-65nm``) when ``spec`` is None."""
     if isinstance(spec, Accelerator):
         return spec
+    if spec is not None and not isinstance(spec, (str, Path)):
+        raise ConfigError(f"accelerator {spec!r}: give a bundled profile name ('fodlam profiles' "
+                          "lists them), the path of a .toml profile, or an Accelerator")
     spec = DEFAULT_ACCELERATOR if spec is None else spec
     path = Path(spec)
     if path.suffix == ".toml" or path.exists():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import models
 from .accelerator import resolve
 from .costed import cost_imported
-from .sources import ModelRef
+from .sources import ModelRef, parse_positive_int
 
 
 def run_config(config, *, accelerator=None, compat: bool = False):
@@ -45,6 +45,7 @@ def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None
     to the model's forward."""
     from fodlam.importers.torch import import_module
 
+    _check_batch(batch)
     imported = import_module(model, input_shape, batch=batch, dtype=dtype, inputs=inputs,
                              moe_routing=moe_routing, weight_density=weight_density,
                              **forward_kwargs)
@@ -60,6 +61,7 @@ def profile_onnx(path, *, accelerator=None, input_shapes=None, dims=None, batch=
     "measure" (read the weights and count their non-zeros; opt-in, the default never reads
     them) or a number for every fc weight; ``activation_density``: a number, or ``{node
     name: number}``."""
+    _check_batch(batch)
     ref = ModelRef.onnx(path, input_shapes=dict(input_shapes or {}), dims=dims, batch=batch)
     return profile_ref(ref, accelerator=accelerator, strict=strict, cost_model=cost_model,
                        node=node, weight_density=weight_density,
@@ -75,6 +77,11 @@ def profile_ref(ref: ModelRef, *, accelerator=None, strict: bool = False,
     imported = ref.load(dtype=dtype, weight_density=weight_density)
     return cost_imported(imported, _cost_model(accelerator, node, cost_model, rule),
                          activation_density=activation_density, strict=strict)
+
+
+def _check_batch(batch) -> None:
+    if batch is not None:
+        parse_positive_int(batch, "batch")
 
 
 def _cost_model(accelerator, node=None, cost_model=None, rule=None):

@@ -24,6 +24,7 @@ In ``fodlam.toml`` the same keys may also stand at the top level (``[[models]]``
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -87,6 +88,8 @@ def load_config(path: Path) -> tuple[list[BudgetEntry], dict]:
         raise ConfigError(f"{path}: list the models to check as [[tool.fodlam.models]] (or "
                           "[[models]] in fodlam.toml), each with onnx= or torch=")
     default_acc = table.get("accelerator")
+    if default_acc is not None and not isinstance(default_acc, str):
+        raise ConfigError(f"{path.name}: accelerator must be a profile name or a .toml path (a string)")
     base = path.resolve().parent
     specs, names = [], set()
     for i, entry in enumerate(models):
@@ -103,6 +106,8 @@ def load_config(path: Path) -> tuple[list[BudgetEntry], dict]:
             raise ConfigError(f"{where} ({name}): {e}") from None
         if budget.empty:
             raise ConfigError(f"{where} ({name}): set max_energy and/or max_latency")
+        if not isinstance(entry.get("accelerator", ""), str):
+            raise ConfigError(f"{where} ({name}): accelerator must be a profile name or a .toml path")
         source = ref.source if ref.kind == "onnx" else str(entry["torch"])
         specs.append(BudgetEntry(name=name, ref=ref, budget=budget, source=source, base_dir=base,
                                  accelerator=entry.get("accelerator", default_acc)))
@@ -131,6 +136,7 @@ class ModelCheck:
     result: BudgetResult | None
     profile: object | None
     error: str | None = None
+    exit_code: int = 2               # of the error: 1 for the model's own code, 2 otherwise
     seconds: float = 0.0
     baseline: dict | None = None
     regressions: list = field(default_factory=list)
@@ -192,7 +198,10 @@ def run_checks(specs: list[BudgetEntry], baseline: dict | None = None,
             result = check_profile(prof, spec.budget)
             check = ModelCheck(spec, result, prof)
         except FodlamError as e:
-            check = ModelCheck(spec, None, None, error=str(e))
+            check = ModelCheck(spec, None, None, error=str(e), exit_code=e.exit_code)
+        except Exception as e:  # noqa: BLE001 - every budget listed is checked or reported
+            msg = " ".join(str(e).split())[:300]
+            check = ModelCheck(spec, None, None, error=f"internal error: {type(e).__name__}: {msg}")
         check.seconds = time.perf_counter() - t
         if baseline is not None and check.error is None:
             _compare(check, base_models.get(spec.name), max_regression)
@@ -350,8 +359,8 @@ def parse_percent(text: str) -> float:
         value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError:
         raise InputError(f"--max-regression {text!r}: give a percentage such as 5% (or 0.05)") from None
-    if value < 0:
-        raise InputError(f"--max-regression {text!r} must not be negative")
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"--max-regression {text!r}: give a finite, non-negative percentage such as 5%")
     return value
 
 
@@ -368,4 +377,28 @@ def load_baseline(path: str) -> dict:
     if not isinstance(data, dict) or data.get("schema") != CHECK_SCHEMA or not isinstance(
             data.get("models"), list):
         raise InputError(f"baseline {path} is not a saved 'fodlam check --json' result")
+    names = set()
+    for i, m in enumerate(data["models"]):
+        where = f"baseline {path}: models[{i}]"
+        if not isinstance(m, dict):
+            raise InputError(f"{where} is not an object; regenerate the baseline with 'fodlam check --json'")
+        if not isinstance(m.get("name"), str) or not m["name"]:
+            raise InputError(f"{where} has no name; regenerate the baseline with 'fodlam check --json'")
+        if m["name"] in names:
+            raise InputError(f"{where}: model '{m['name']}' appears twice")
+        names.add(m["name"])
+        for key in ("energy_j", "latency_s"):
+            if key in m:
+                v = m[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    raise InputError(f"{where} ({m['name']}): {key} = {v!r} is not a finite, "
+                                     "non-negative number")
+        if ("energy_j" in m) != ("latency_s" in m):
+            raise InputError(f"{where} ({m['name']}): give both energy_j and latency_s")
+        nodes = m.get("nodes", {})
+        if not isinstance(nodes, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("energy_j", 0.0), (int, float))
+                and not isinstance(v.get("energy_j", 0.0), bool) and math.isfinite(v.get("energy_j", 0.0))
+                for v in nodes.values()):
+            raise InputError(f"{where} ({m['name']}): nodes must map names to {{\"energy_j\": number}}")
     return data

@@ -24,11 +24,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _emit(text: str, output: str | None) -> None:
     if output and output != "-":
-        try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text if text.endswith("\n") else text + "\n")
-        except OSError as e:
-            raise InputError(f"cannot write {output}: {e.strerror or e}") from None
+        from ._io import atomic_write
+        atomic_write(output, text if text.endswith("\n") else text + "\n")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -203,8 +200,11 @@ def _onnx_ref(args):
 
 
 def cmd_onnx(args) -> int:
+    from ._io import refuse_overwriting_inputs
     from .api import profile_ref
 
+    refuse_overwriting_inputs(args.output, args.model, flag="--output")
+    refuse_overwriting_inputs(args.annotate, args.model, flag="--annotate")
     profile = profile_ref(_onnx_ref(args), accelerator=_accelerator_arg(args), strict=args.strict,
                           cost_model=getattr(args, "cost_model", None),
                           weight_density=_density_arg(getattr(args, "weight_density", None)),
@@ -253,17 +253,16 @@ def cmd_check(args) -> int:
     else:
         _emit("\n".join(checks.table_lines(results)), args.output)
     if args.junit:
-        try:
-            with open(args.junit, "w", encoding="utf-8") as f:
-                f.write(checks.junit_xml(results))
-        except OSError as e:
-            raise InputError(f"cannot write {args.junit}: {e.strerror or e}") from None
+        from ._io import atomic_write
+        atomic_write(args.junit, checks.junit_xml(results))
     checks.write_github_summary(results)
+    if len(results) != len(specs):  # pragma: no cover - run_checks reports every model
+        raise InputError(f"checked {len(results)} of {len(specs)} models")
     if any(c.error for c in results):
         for c in results:
             if c.error:
                 print(f"fodlam: error: {c.spec.name}: {c.error}", file=sys.stderr)
-        return 2
+        return max(c.exit_code for c in results if c.error)
     if not all(c.ok for c in results):
         if args.json:  # the table already said it otherwise
             for c in results:
@@ -279,6 +278,9 @@ def cmd_check(args) -> int:
 def cmd_report(args) -> int:
     if not args.html and not args.png:
         raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
+    from ._io import refuse_overwriting_inputs
+    for out, flag in ((args.html, "--html"), (args.png, "--png")):
+        refuse_overwriting_inputs(out, args.model, flag=flag)
     from .sweeps import is_sweep_result
     if is_sweep_result(args.model):
         return _sweep_report(args)
@@ -291,20 +293,13 @@ def cmd_report(args) -> int:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise InputError("reports need matplotlib: pip install 'fodlam[report]'")
+    from ._io import atomic_write
     if args.html:
         from .report import html
-        try:
-            with open(args.html, "w", encoding="utf-8") as f:
-                f.write(html.render(profile, args.top))
-        except OSError as e:
-            raise InputError(f"cannot write {args.html}: {e.strerror or e}") from None
+        atomic_write(args.html, html.render(profile, args.top))
     if args.png:
         from .report import plots
-        try:
-            with open(args.png, "wb") as f:
-                f.write(plots.png_bytes(plots.figure_summary(profile, args.top)))
-        except OSError as e:
-            raise InputError(f"cannot write {args.png}: {e.strerror or e}") from None
+        atomic_write(args.png, plots.png_bytes(plots.figure_summary(profile, args.top)))
     print(f"fodlam: report of {profile.model.get('name')}: "
           + ", ".join(p for p in (args.html, args.png) if p), file=sys.stderr)
     return 0
@@ -316,13 +311,29 @@ def cmd_sweep(args) -> int:
     from pathlib import Path
 
     from . import sweeps as S
-    from .report.table import render_table
-    from .units import format_si
+    from ._io import output_lock, refuse_overwriting_inputs
 
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs {args.jobs}: give a positive number of worker processes")
+    if args.top is not None and args.top < 0:
+        raise InputError(f"--top {args.top}: give a positive number of points (or leave it out)")
     spec = S.load_sweep(args.sweep)
     prefix = Path(args.output) if args.output else spec.path.with_name(spec.path.stem + "-results")
     if prefix.suffix in (".csv", ".parquet"):
         prefix = prefix.with_suffix("")
+    inputs = [spec.path] + [m.source for m in spec.models if m.kind == "onnx"]
+    for suffix in (".csv", ".parquet", ".cache.jsonl"):
+        refuse_overwriting_inputs(prefix.with_name(prefix.name + suffix), *inputs, flag="the sweep output")
+    with output_lock(prefix):
+        return _run_sweep(args, S, spec, prefix)
+
+
+def _run_sweep(args, S, spec, prefix) -> int:
+    from pathlib import Path
+
+    from .report.table import render_table
+    from .units import format_si
+
     if not args.no_parquet:
         import importlib.util
         if importlib.util.find_spec("pyarrow") is None:
@@ -333,8 +344,9 @@ def cmd_sweep(args) -> int:
           f"{len(spec.accels)} accelerator point(s) = {points} points", file=sys.stderr)
     import time
     t0 = time.perf_counter()
-    result = S.run(spec, jobs=args.jobs, backend=args.backend, address=args.address, cache_path=cache,
-                   quiet=args.quiet)
+    with S.on_signals():
+        result = S.run(spec, jobs=args.jobs, backend=args.backend, address=args.address,
+                       cache_path=cache, quiet=args.quiet)
     seconds = time.perf_counter() - t0
     csv_path = prefix.with_name(prefix.name + ".csv")
     try:
@@ -362,7 +374,7 @@ def cmd_sweep(args) -> int:
             print("\n".join(render_table(["point", "accelerator", "overrides", "node nm", "batch",
                                           "energy", "latency", "EDP (J s)"], rows)))
     if result.interrupted:
-        return 130
+        return 128 + (result.interrupted if result.interrupted is not True else 2)
     return 1 if result.failed else 0
 
 
@@ -372,20 +384,16 @@ def _sweep_report(args) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         raise InputError("reports need matplotlib: pip install 'fodlam[report]'")
     from .report import sweep as R
-    from .sweeps import read_results
+    from .sweeps import iter_results
     try:
-        rows = read_results(args.model)
-    except (OSError, ValueError) as e:
+        rows = R.Summary(iter_results(args.model))      # one streaming pass
+    except (OSError, ValueError, UnicodeDecodeError, KeyError) as e:
         raise InputError(f"cannot read the sweep results {args.model}: {e}") from None
-    try:
-        if args.html:
-            with open(args.html, "w", encoding="utf-8") as f:
-                f.write(R.render(rows, source=args.model))
-        if args.png:
-            with open(args.png, "wb") as f:
-                f.write(R.png(rows))
-    except OSError as e:
-        raise InputError(f"cannot write the report: {e.strerror or e}") from None
+    from ._io import atomic_write
+    if args.html:
+        atomic_write(args.html, R.render(rows, source=args.model))
+    if args.png:
+        atomic_write(args.png, R.png(rows))
     print(f"fodlam: report of sweep {args.model}: " + ", ".join(p for p in (args.html, args.png) if p),
           file=sys.stderr)
     return 0
@@ -393,12 +401,38 @@ def _sweep_report(args) -> int:
 
 # ---- fodlam calibrate ---------------------------------------------------------------------
 
+def base_path(accelerator):
+    """The file of a profile given as a path (None for a bundled name)."""
+    return accelerator if accelerator and str(accelerator).endswith(".toml") else None
+
+
+def _check_calibrated(text: str, out) -> None:
+    """A calibrated profile is written only if it loads: every coefficient finite and in
+    range (data that cannot be fitted is an error, never a profile holding inf)."""
+    import tempfile
+
+    from .accelerator import load_accelerator
+    from .errors import ConfigError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "calibrated.toml"
+        probe.write_text(text, encoding="utf-8")
+        try:
+            load_accelerator(str(probe))
+        except ConfigError as e:
+            why = str(e).replace(str(probe), "the fitted profile")
+            raise InputError(f"calibration gives no usable profile ({why}); check the data for "
+                             f"outliers or inconsistent units; {out} not written") from None
+
+
 def cmd_calibrate(args) -> int:
     from fodlam.calibration import fit as F
     from .accelerator import load_accelerator
     from .report.table import render_table
     from .units import format_si
 
+    from ._io import refuse_overwriting_inputs
+    refuse_overwriting_inputs(args.out, args.data, base_path(args.accelerator), flag="--out")
     base = load_accelerator(args.accelerator)
     arch = dict(base.params.get("architecture") or {})
     if not arch:
@@ -459,10 +493,9 @@ def cmd_calibrate(args) -> int:
                               process_nm=target,
                               sources=base.sources if not args.data else {"data": data_label},
                               base_params=base.params)
-        try:
-            Path(args.out).write_text(text, encoding="utf-8")
-        except OSError as e:
-            raise InputError(f"cannot write {args.out}: {e.strerror or e}") from None
+        _check_calibrated(text, args.out)
+        from ._io import atomic_write
+        atomic_write(args.out, text)
         print(f"fodlam: wrote accelerator profile {args.out} (use --accelerator {args.out})",
               file=sys.stderr)
     return 0

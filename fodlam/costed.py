@@ -19,7 +19,6 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ._version import __version__
 from .errors import UnmodeledError
@@ -295,8 +294,9 @@ class Profile:
         return fig
 
     def save_html(self, path, top: int = 25) -> None:
+        from ._io import atomic_write
         from .report import html
-        Path(path).write_text(html.render(self, top), encoding="utf-8")
+        atomic_write(path, html.render(self, top))
 
     def summary_lines(self, top: int = 10) -> list[str]:
         from .report.table import render_table

@@ -30,6 +30,29 @@ class ModelError(FodlamError):
     """A model graph cannot be imported (corrupt file, invalid graph, unresolved shape)."""
 
 
+class UserCodeError(ModelError):
+    """The user's own code (a model factory, a forward) stopped the run: it raised, called
+    sys.exit() or was interrupted. The model fails (exit status 1 from ``fodlam check``,
+    failed points in a sweep); the run goes on."""
+
+    exit_code = 1
+
+
+def guard_user_code(what: str, fn, *args, **kwargs):
+    """Call user code; an exception that is not an ``Exception`` (SystemExit,
+    KeyboardInterrupt, any other BaseException) becomes a ``UserCodeError`` naming
+    ``what``, so nothing the user's code does can end FODLAM's process or skip its
+    checks. Ordinary exceptions propagate for the caller to report."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        raise
+    except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
+        detail = f"({e.code!r})" if isinstance(e, SystemExit) else (f": {e}" if str(e) else "")
+        raise UserCodeError(f"{what} stopped with {type(e).__name__}{detail}; the model is "
+                            "marked failed (fix the model code)") from None
+
+
 class UnmodeledError(FodlamError):
     """--strict was given and some node could not be costed."""
 

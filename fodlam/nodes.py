@@ -68,6 +68,16 @@ def apply_activation_density(nodes, spec):
     mapping of node names or module paths to numbers."""
     if spec is None:
         return nodes
+    if isinstance(spec, dict):
+        known = {n.name for n in nodes} | {n.origin.get("module", "") for n in nodes}
+        unknown = sorted(str(k) for k in spec if k not in known)
+        if unknown:
+            raise InputError(f"activation_density names no node or module: {', '.join(unknown[:5])}"
+                             f"{' ...' if len(unknown) > 5 else ''}; use node names or module paths "
+                             "as the profile reports them")
+    elif isinstance(spec, bool) or not isinstance(spec, (int, float)) or not 0 < spec <= 1:
+        raise InputError(f"activation_density must be a number in (0, 1] or a mapping, got {spec!r}")
+
     def pick(node):
         if isinstance(spec, dict):
             return spec.get(node.name, spec.get(node.origin.get("module", "")))

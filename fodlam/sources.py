@@ -70,6 +70,22 @@ def parse_assignments(values, what: str, flag: str) -> dict:
     return out
 
 
+def regular_file(path, what: str = "model file") -> None:
+    """A one-line error unless ``path`` is a regular file: a FIFO, a device such as
+    /dev/zero or a folder would hang or mislead whatever reads it."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} not found") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, socket or device"
+        raise InputError(f"{what} {path} is {kind}, not a regular file; give the path of a file")
+
+
 def _dims(value, where: str, error=ConfigError) -> tuple:
     if not isinstance(value, dict):
         raise error(f"{where}: dims must be a table of positive integers, e.g. {{ batch = 1 }}")
@@ -236,6 +252,7 @@ class ModelRef:
             except (TypeError, OSError):
                 h.update(self.source.encode())
         else:
+            regular_file(self.source, "ONNX model" if self.kind == "onnx" else "model file")
             with open(self.source, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)

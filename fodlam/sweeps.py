@@ -188,12 +188,18 @@ def _accels(entries, process_nms, scaling, base: Path) -> tuple[list[AccelSpec],
         for key, value in _flatten({k: v for k, v in a.items()
                                     if k not in ("profile", "grid", "points", "nodes", "process_nm",
                                                  "scaling")}).items():
+            if key in grid:
+                raise ConfigError(f"{where}: {key} is both fixed in the entry and swept in its grid; "
+                                  "keep one of them")
             grid[key] = value if isinstance(value, list) else [value]
         entry_nms = a.get("nodes", a.get("process_nm"))
         if entry_nms is not None:
             entry_nms = entry_nms if isinstance(entry_nms, list) else [entry_nms]
             entry_nms = [float(_number(n, f"{where} nodes")) for n in entry_nms]
-        entry_scaling = a.get("scaling", scaling)
+            if not entry_nms or any(not 1 <= n <= 1000 for n in entry_nms):
+                raise ConfigError(f"{where}: process nodes must be between 1 and 1000 nm, got "
+                                  f"{entry_nms!r}")
+        entry_scaling = _scaling(a.get("scaling", scaling), where)
         variants = []
         if grid:
             for k, v in grid.items():
@@ -216,6 +222,13 @@ def _accels(entries, process_nms, scaling, base: Path) -> tuple[list[AccelSpec],
                 out.append(AccelSpec(profile, tuple(variant), nm,
                                      entry_scaling if nm is not None else None))
     return out, keys
+
+
+def _scaling(value, where: str) -> str:
+    from .technology import RULES
+    if not isinstance(value, str) or value not in RULES:
+        raise ConfigError(f"{where}: scaling must be one of {', '.join(RULES)}, not {value!r}")
+    return value
 
 
 def _flatten(table: dict, prefix: str = "") -> dict:
@@ -247,11 +260,14 @@ def load_sweep(path) -> Sweep:
     process_nms = [None if n is None else float(_number(n, "nodes")) for n in process_nms]
     if any(n is not None and not 1 <= n <= 1000 for n in process_nms):
         raise ConfigError(f"{path}: process nodes must be between 1 and 1000 nm")
-    scaling = head.get("scaling", "dennard")
-    from .technology import RULES
-    if scaling not in RULES:
-        raise ConfigError(f"{path}: scaling must be one of {', '.join(RULES)}")
+    scaling = _scaling(head.get("scaling", "dennard"), str(path))
     models = _models(data.get("models"), path.parent)
+    seen: dict = {}
+    for m in models:
+        if m.name in seen and seen[m.name] != m.source:
+            raise ConfigError(f"{path}: two models are named '{m.name}' ({seen[m.name]} and {m.source}); "
+                              "give each a distinct name = \"...\" so their results stay apart")
+        seen[m.name] = m.source
     accels, keys = _accels(data.get("accelerators"), process_nms, scaling, path.parent)
     return Sweep(models, accels, batches, path, keys)
 
@@ -323,8 +339,8 @@ def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:
     for accel in accels:
         try:
             out.append(cost_nodes(nodes, effective(accel)))
-        except FodlamError as e:
-            out.append({"error": str(e)})
+        except Exception as e:  # noqa: BLE001 - one point fails with its reason, never the sweep
+            out.append({"error": _one_line(e)})
     return out
 
 
@@ -365,18 +381,37 @@ def _chunks(items: list, size: int):
         yield items[i:i + size]
 
 
+#: what a cached row may hold: the costed figures, never a point's identity
+_CACHED = {"macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"}
+
+
+def _valid_cached(row) -> bool:
+    if not isinstance(row, dict) or not _CACHED <= set(row):
+        return False
+    for k, v in row.items():
+        if not (k in _CACHED or k.startswith(("energy_j_", "latency_s_"))):
+            return False
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            return False
+    return True
+
+
 class _Cache:
     def __init__(self, path: Path | None):
         self.path = path
         self.rows: dict[str, dict] = {}
+        self.skipped = 0
         if path and path.is_file():
-            with open(path, encoding="utf-8") as f:
-                for line in f:
+            with open(path, "rb") as f:
+                for raw in f:
                     try:
-                        item = json.loads(line)
-                        self.rows[item["key"]] = item["row"]
-                    except (ValueError, KeyError, TypeError):
-                        continue          # a line cut short by an interruption
+                        item = json.loads(raw.decode("utf-8"))
+                        key, row = item["key"], item["row"]
+                        if not isinstance(key, str) or not _valid_cached(row):
+                            raise ValueError(key)
+                        self.rows[key] = row
+                    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                        self.skipped += 1  # a line cut short, or not ours: recomputed
         self._file = None
 
     def add(self, key: str, row: dict) -> None:
@@ -407,6 +442,59 @@ def _progress(total: int, quiet: bool):
     return tqdm(total=total, unit="pt", desc="sweep", file=sys.stderr, smoothing=0.1)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) during a sweep: finish what is being written, keep every finished
+    point, stop the workers, exit 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_pool(pool) -> None:
+    """Cancel what has not started and end the workers now (they hold no state to save)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():  # pragma: no cover - a worker ignoring SIGTERM
+            proc.kill()
+
+
+def _worker_signals() -> None:
+    """Workers take SIGTERM and SIGINT as any process does (the driver stops them)."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def on_signals():
+    """A context in which SIGTERM and SIGINT raise ``Interrupted`` in the driver (the main
+    thread only; elsewhere it does nothing)."""
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def scope():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def raise_interrupted(signum, _frame):
+            raise Interrupted(signum)
+        old = {s: signal.signal(s, raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    return scope()
+
+
 def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", address: str | None = None,
         cache_path=None, chunk_size: int | None = None, quiet: bool = False, log=None) -> Result:
     """Cost every point of a sweep; rows in sweep order. ``backend`` is "local" (a process
@@ -415,6 +503,9 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
     log = log or (lambda msg: print(msg, file=sys.stderr))
     points = sweep.points
     cache = _Cache(Path(cache_path) if cache_path else None)
+    if cache.skipped:
+        log(f"fodlam sweep: {cache.skipped} line(s) of the cache {cache_path} are not cached "
+            "points (cut short, or not written by fodlam); their points are recomputed")
     rows: dict[int, dict] = {}
     failed_models: dict = {}
     # group by (model, batch): a model is imported once per batch, if anything is missing
@@ -441,6 +532,7 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
                         acc_keys[p.accel] = accel_key(effective(p.accel))
                     key = point_key(mid, batch, acc_keys[p.accel])
                     if key in cache.rows:
+                        # a cached row holds costed figures only (_valid_cached): never identity
                         rows[p.index] = {**_base_row(p), "status": "ok", "error": "", **cache.rows[key]}
                         result.cached += 1
                     else:
@@ -471,6 +563,7 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
         jobs = max(1, jobs or os.cpu_count() or 1)
         size = chunk_size or max(1, min(256, math.ceil(total / (jobs * 4)) if total else 1))
         tasks = [(nodes, chunk) for nodes, missing in todo for chunk in _chunks(missing, size)]
+        jobs = min(jobs, max(1, len(tasks)))        # never more workers than tasks
 
         def collect(task, out_rows):
             for (p, key), out in zip(task[1], out_rows):
@@ -494,17 +587,18 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-            with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_signals)
+            try:
                 futures = [pool.submit(run_chunk, nodes, [p.accel for p, _ in chunk]) for nodes, chunk in tasks]
-                try:
-                    for task, fut in zip(tasks, futures):
-                        collect(task, fut.result())
-                except KeyboardInterrupt:
-                    for f in futures:
-                        f.cancel()
-                    raise
-    except KeyboardInterrupt:
-        result.interrupted = True
+                for task, fut in zip(tasks, futures):
+                    collect(task, fut.result())
+            except BaseException:
+                # interrupted (SIGINT, SIGTERM) or failed: no worker outlives the driver
+                _stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
+    except KeyboardInterrupt as e:
+        result.interrupted = getattr(e, "signum", None) or True
         log("fodlam sweep: interrupted; every finished point is kept (cache and output)")
     finally:
         cache.close()
@@ -532,9 +626,12 @@ def table_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
 
 
 def write_csv(path, sweep: Sweep, rows: list[dict]) -> None:
+    """The sweep's rows as CSV, written atomically (never a half-written file)."""
     import csv
+
+    from ._io import atomic_path
     cols = columns(sweep)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, cols, lineterminator="\n")
         w.writeheader()
         for r in table_rows(sweep, rows):
@@ -559,27 +656,48 @@ def write_parquet(path, sweep: Sweep, rows: list[dict]) -> None:
         else:
             arrays[c] = pa.array([str(v) for v in values], pa.string())
     table = pa.table(arrays)
-    pq.write_table(table, path, compression="zstd")
+    from ._io import atomic_path
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp), compression="zstd")
 
 
 def read_results(path) -> list[dict]:
     """Rows of a sweep result (CSV or Parquet) as dicts with numbers where numbers belong."""
+    return list(iter_results(path))
+
+
+_TEXT_COLUMNS = ("model", "accelerator", "overrides", "status", "error", "scaling")
+
+
+def _typed_row(r: dict) -> dict:
+    for k, v in r.items():
+        if k in _TEXT_COLUMNS:
+            continue
+        if isinstance(v, str):
+            try:
+                v = float(v) if v != "" else None
+            except ValueError:
+                continue
+        if k in ("point", "batch") and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        r[k] = v
+    return r
+
+
+def iter_results(path, batch_rows: int = 65536):
+    """The rows of a sweep result, one at a time (CSV read line by line, Parquet batch by
+    batch): a report of 10^7 rows never holds them all."""
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-        return pq.read_table(path).to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+            for r in batch.to_pylist():
+                yield _typed_row(r)
+        return
     import csv
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k, v in r.items():
-            if k in ("model", "accelerator", "overrides", "status", "error", "scaling"):
-                continue
-            try:
-                r[k] = float(v) if v != "" else None
-            except ValueError:
-                pass
-    return rows
+        for r in csv.DictReader(f):
+            yield _typed_row(r)
 
 
 def is_sweep_result(path) -> bool:

@@ -29,7 +29,7 @@ from typing import Callable
 
 from fodlam import layers as L
 from fodlam import ops as OPS
-from fodlam.errors import InputError, LayerError, ModelError
+from fodlam.errors import FodlamError, InputError, LayerError, ModelError, UserCodeError, guard_user_code
 from fodlam.nodes import Imported, Node
 
 try:
@@ -665,7 +665,10 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
         fake_log.setLevel(logging.CRITICAL)  # a failing forward is reported once, by us
         try:
             with fake_mode, tracer:
-                torch.func.functional_call(model, state, args, kwargs, strict=False)
+                guard_user_code(f"{type(model).__name__}.forward", torch.func.functional_call,
+                                model, state, args, kwargs, strict=False)
+        except UserCodeError:
+            raise
         except Exception as e:  # noqa: BLE001 - report any failure of the user's forward
             if _data_dependent(e):
                 why = " ".join(str(e).split())[:160]
@@ -684,7 +687,7 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
                 for name, b in model.named_buffers():
                     tracer.mark_weight(b, name)
                 with torch.no_grad(), tracer:
-                    model(*real_args, **real_kwargs)
+                    guard_user_code(f"{type(model).__name__}.forward", model, *real_args, **real_kwargs)
                 path = f"real forward pass (the forward depends on its data: {type(e).__name__})"
                 e = None
             if e is None:
@@ -892,15 +895,20 @@ def load_factory(spec: str):
             path = Path(module_name)
             if not path.is_file():
                 raise InputError(f"'{module_name}' not found")
-            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            # a private module name per file: two model files of the same name (models.py in
+            # two folders) never shadow each other or a real module called that
+            import hashlib
+            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+            name = f"_fodlam_user_{path.stem}_{digest}"
+            mod_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(mod_spec)
-            sys.modules.setdefault(path.stem, module)
-            mod_spec.loader.exec_module(module)
+            sys.modules[name] = module     # dataclasses in the file look themselves up here
+            guard_user_code(f"importing '{module_name}'", mod_spec.loader.exec_module, module)
         else:
             if "" not in sys.path and str(Path.cwd()) not in sys.path:
                 sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(module_name)
-    except InputError:
+            module = guard_user_code(f"importing '{module_name}'", importlib.import_module, module_name)
+    except FodlamError:
         raise
     except ImportError as e:
         raise InputError(f"cannot import '{module_name}': {e}") from None
@@ -917,7 +925,9 @@ def build_factory(spec: str):
     """The module a ``MODULE:FACTORY`` (or ``FILE.py:FACTORY``) reference builds."""
     factory = load_factory(spec)
     try:
-        model = factory() if not isinstance(factory, nn.Module) else factory
+        model = guard_user_code(f"{spec}()", factory) if not isinstance(factory, nn.Module) else factory
+    except FodlamError:
+        raise
     except Exception as e:  # noqa: BLE001
         raise InputError(f"calling {spec}() failed: {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):

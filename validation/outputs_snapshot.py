@@ -93,10 +93,12 @@ batches = [1, 4]
 nodes = [28, 16]
 
 [[models]]
+name = "resnet18-torch"
 torch = "examples.zoo:resnet18"
 input_shape = [1, 3, 224, 224]
 
 [[models]]
+name = "resnet18-onnx"
 onnx = "{onnx_path}"
 
 [[accelerators]]
@@ -107,6 +109,7 @@ grid = {{ "architecture.array_k" = [64, 256], "architecture.clock_mhz" = [700, 1
 profile = "eyeriss-eie-65nm"
 """, encoding="utf-8")
     prefix = WORK / "sweep-out"
+    prefix.with_suffix(".csv").unlink(missing_ok=True)     # never a stale result
     _cli(["sweep", str(sweep), "--no-cache", "--no-parquet", "--jobs", "1", "-o", str(prefix), "--quiet"],
          out_dir / "sweep-stdout.txt")
     (out_dir / "sweep.csv").write_bytes(prefix.with_suffix(".csv").read_bytes())

@@ -20,6 +20,12 @@ def _ok(rows):
     return [r for r in rows if r.get("status") == "ok" and r.get("energy_j") is not None]
 
 
+def _script_safe(text: str) -> str:
+    """JSON text that can stand inside a <script> element and still parse as JSON: the
+    characters HTML gives meaning to there are written as JSON escapes, not entities."""
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def group_label(r: dict) -> str:
     """The front a sweep row belongs to: its model, and its batch where one is set."""
     return f"{r['model']} @ batch {r['batch']}" if r.get("batch") not in (None, "") else r["model"]
@@ -47,11 +53,69 @@ def parameters(rows) -> list[str]:
     return keys + (["process_nm"] if len(nodes) > 1 else [])
 
 
+#: rows kept (a uniform sample, seeded) for the scatter plots and the sensitivity medians;
+#: fronts and counts always use every row
+SAMPLE = 20000
+
+
+class Summary:
+    """What a sweep report needs, read in one streaming pass over the rows: counts, the
+    exact Pareto front of each model (and batch), and a uniform sample of the costed rows
+    (all of them up to ``SAMPLE``), so a report of 10^7 rows needs memory for the sample
+    only."""
+
+    def __init__(self, rows, sample: int = SAMPLE):
+        import random
+
+        self.points = self.ok = 0
+        self.models: dict = {}
+        self.fronts: dict = {}
+        self.sample: list = []
+        rng = random.Random(0)
+        for r in rows:
+            self.points += 1
+            self.models.setdefault(r["model"], None)
+            if r.get("status") != "ok" or r.get("energy_j") is None:
+                continue
+            self.ok += 1
+            self._add_to_front(r)
+            if len(self.sample) < sample:
+                self.sample.append(r)
+            else:
+                j = rng.randrange(self.ok)
+                if j < sample:
+                    self.sample[j] = r
+        self.sampled = self.ok > len(self.sample)
+        self.fronts = {k: front(v) for k, v in self.fronts.items()}
+
+    @property
+    def failed(self) -> int:
+        return self.points - self.ok
+
+    def _add_to_front(self, r: dict) -> None:
+        """Keep the rows no row seen so far strictly dominates (a superset of the front,
+        in arrival order; ``front`` then gives exactly the front of every row)."""
+        lat, en = float(r["latency_s"]), float(r["energy_j"])
+        cands = self.fronts.setdefault(group_label(r), [])
+        for c in cands:
+            cl, ce = float(c["latency_s"]), float(c["energy_j"])
+            if cl <= lat and ce <= en and (cl < lat or ce < en):
+                return
+        cands[:] = [c for c in cands if not (lat <= float(c["latency_s"]) and en <= float(c["energy_j"])
+                                             and (lat < float(c["latency_s"]) or en < float(c["energy_j"])))]
+        cands.append(r)
+
+
+def _summary(rows) -> Summary:
+    return rows if isinstance(rows, Summary) else Summary(rows)
+
+
 def figure_pareto(rows):
     from matplotlib.figure import Figure
 
-    ok = _ok(rows)
-    models = list(dict.fromkeys(group_label(r) for r in ok)) or ["(no points)"]
+    summary = _summary(rows)
+    ok = summary.sample
+    models = list(summary.fronts) or ["(no points)"]
     cols = min(3, len(models))
     nrows = math.ceil(len(models) / cols)
     fig = Figure(figsize=(5.2 * cols, 4.2 * nrows), layout="constrained")
@@ -62,10 +126,11 @@ def figure_pareto(rows):
             sel = [r for r in rs if r["accelerator"] == acc]
             ax.scatter([r["latency_s"] * 1e3 for r in sel], [r["energy_j"] * 1e3 for r in sel], s=12,
                        alpha=0.6, label=acc)
-        edge = front(rs)
+        edge = summary.fronts.get(model, [])
         if edge:
             ax.plot([r["latency_s"] * 1e3 for r in edge], [r["energy_j"] * 1e3 for r in edge], "k-",
-                    lw=1.2, label="Pareto front")
+                    lw=1.2, marker="o" if len(edge) == 1 else None, ms=7, mfc="none",
+                    label="Pareto front")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(model, fontsize=10)
@@ -79,8 +144,9 @@ def figure_pareto(rows):
 
 def sensitivity(rows) -> dict:
     """For each swept parameter and value: the median over points of EDP relative to the
-    median EDP of the same model (1.0 = typical; below 1 = that value helps)."""
-    ok = _ok(rows)
+    median EDP of the same model (1.0 = typical; below 1 = that value helps); over the
+    report's sample of the rows when there are more than ``SAMPLE``."""
+    ok = _ok(rows.sample if isinstance(rows, Summary) else rows)
     med = {}
     for model in dict.fromkeys(r["model"] for r in ok):
         med[model] = statistics.median(r["edp_js"] for r in ok if r["model"] == model) or 1.0
@@ -123,14 +189,15 @@ def png(rows) -> bytes:
 
 
 def render(rows, source: str = "") -> str:
-    ok = _ok(rows)
-    failed = len(rows) - len(ok)
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    pareto_png = png_bytes(figure_pareto(rows))
-    sens_png = png_bytes(figure_sensitivity(rows))
+    """The report page of a sweep's rows (a list, any iterable, or a ``Summary``)."""
+    summary = _summary(rows)
+    failed = summary.failed
+    models = list(summary.models)
+    pareto_png = png_bytes(figure_pareto(summary))
+    sens_png = png_bytes(figure_sensitivity(summary))
     table = []
-    for model in dict.fromkeys(group_label(r) for r in ok):
-        for r in front([x for x in ok if group_label(x) == model]):
+    for model, edge in summary.fronts.items():
+        for r in edge:
             cells = [html.escape(str(model)), html.escape(str(r["accelerator"])),
                      html.escape(str(r.get("overrides") or "-")), html.escape(str(r.get("process_nm") or "-")),
                      html.escape(str(r.get("batch") or "-"))]
@@ -140,14 +207,15 @@ def render(rows, source: str = "") -> str:
                          + "".join(f'<td class="n" data-v="{v!r}">{html.escape(t)}</td>' for t, v in nums) + "</tr>")
     head = "".join(f'<th data-sort="1">{h}</th>' for h in
                    ("model", "accelerator", "overrides", "node (nm)", "batch", "energy", "latency", "EDP (J s)"))
-    data = json.dumps({"points": len(rows), "ok": len(ok), "failed": failed, "models": models})
+    data = json.dumps({"points": summary.points, "ok": summary.ok, "failed": failed, "models": models,
+                       "sampled": summary.sampled, "sample_rows": len(summary.sample)})
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>FODLAM sweep report</title>
 <style>{_CSS}</style></head>
 <body data-ready="0">
 <h1>FODLAM sweep report</h1>
 <p class="muted">{html.escape(str(source))}</p>
-<div class="totals"><div>points<b id="points">{len(rows)}</b></div><div>costed<b id="ok">{len(ok)}</b></div>
+<div class="totals"><div>points<b id="points">{summary.points}</b></div><div>costed<b id="ok">{summary.ok}</b></div>
 <div>failed<b id="failed">{failed}</b></div><div>models<b id="models">{len(models)}</b></div></div>
 <h2>Energy-latency Pareto fronts</h2>
 {_img(pareto_png, "energy against latency per model, Pareto front drawn")}
@@ -157,7 +225,7 @@ energy-delay product relative to their model's median (below 1: that value helps
 {_img(sens_png, "sensitivity of the energy-delay product to each swept parameter")}
 <h2>Pareto points</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{''.join(table)}</tbody></table>
-<script type="application/json" id="sweep-data">{html.escape(data)}</script>
+<script type="application/json" id="sweep-data">{_script_safe(data)}</script>
 <script>{_JS}</script>
 </body></html>
 """

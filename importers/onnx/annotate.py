@@ -66,13 +66,18 @@ def write_annotated(path, profile, out_path) -> None:
                        ("fodlam.batch", profile.batch)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
+    from pathlib import Path
+
+    from fodlam._io import atomic_path
     try:
-        if model.ByteSize() > INLINE_LIMIT:
-            from pathlib import Path
-            onnx.save_model(model, str(out_path), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=Path(out_path).name + ".data")
-        else:
-            onnx.save(model, str(out_path))
+        with atomic_path(out_path) as tmp:
+            if model.ByteSize() > INLINE_LIMIT:
+                # the weights go to OUT.onnx.data (named by the final model, which refers to
+                # it), the model itself lands atomically once they are written
+                onnx.save_model(model, str(tmp), save_as_external_data=True,
+                                all_tensors_to_one_file=True, location=Path(out_path).name + ".data")
+            else:
+                onnx.save(model, str(tmp))
     except OSError as e:
         raise InputError(f"cannot write {out_path}: {e.strerror or e}") from None
 

@@ -23,16 +23,37 @@ def _check_external_data(model, folder: Path) -> list[str]:
     the model's folder is reported so nobody is misled about the file."""
     warnings = []
     root = folder.resolve()
+    for what, tensor in _all_tensors(model):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        loc = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (root / loc).resolve() if loc else root
+        if os.path.isabs(loc) or (root not in target.parents and target != root):
+            warnings.append(f"{what} '{tensor.name}' points at external data '{loc}' "
+                            "outside the model's folder; it was not read")
+    return warnings
+
+
+def _all_tensors(model):
+    """(what, tensor) for every tensor a model holds: initializers, sparse initializers and
+    the tensors in node attributes (Constant values and the like), in every subgraph."""
+    from onnx import AttributeProto
+
     for graph in _graphs(model.graph):
         for init in graph.initializer:
-            if init.data_location != TensorProto.EXTERNAL:
-                continue
-            loc = next((e.value for e in init.external_data if e.key == "location"), "")
-            target = (root / loc).resolve() if loc else root
-            if os.path.isabs(loc) or (root not in target.parents and target != root):
-                warnings.append(f"initializer '{init.name}' points at external data '{loc}' "
-                                "outside the model's folder; it was not read")
-    return warnings
+            yield "initializer", init
+        for sparse in graph.sparse_initializer:
+            yield "sparse initializer", sparse.values
+            yield "sparse initializer", sparse.indices
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == AttributeProto.TENSOR:
+                    yield f"node '{node.name or node.op_type}' attribute", attr.t
+                elif attr.type == AttributeProto.TENSORS:
+                    for t in attr.tensors:
+                        yield f"node '{node.name or node.op_type}' attribute", t
+                elif attr.type == AttributeProto.SPARSE_TENSOR:
+                    yield f"node '{node.name or node.op_type}' attribute", attr.sparse_tensor.values
 
 
 # ---- a structure-only reader: graph and tensor headers, no weight payloads ---------------
