@@ -3,6 +3,12 @@ grows, and the speed-up from 1 to 2 workers locally and on a local Ray cluster.
 
     python benchmarks/bench_sweep.py               # ResNet-50, GPT-2 small @128, a 1,000-node MLP
     python benchmarks/bench_sweep.py --no-ray
+    python benchmarks/bench_sweep.py --scale 1000000 10000000   # cluster-scale sweeps
+
+``--scale N ...``: a 2-node model (Conv2d + ReLU) over N accelerator points of tpu-v1 (a
+grid over array_k x array_n x clock_mhz), 2 workers, each size in a fresh process: the
+driver's peak RSS, the time to the first costed chunk, the time per point, and the
+streamed Parquet output; then the time to report a typo in a 10^9-point grid.
 
 The variants are the TPU v1 profile with a 10 x 10 x 10 grid over array_k, array_n and
 clock_mhz (1,000 points per model). Each model is imported once (timed apart); the figures
@@ -56,10 +62,91 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+TWO_NODES = """
+import torch
+def net():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU())
+"""
+
+
+def _grid(points: int) -> str:
+    """array_k x array_n x clock_mhz with about ``points`` points (100 x 100 x rest)."""
+    rest = max(1, points // 10000)
+    ks = ", ".join(str(8 + 2 * i) for i in range(100))
+    clocks = ", ".join(f"{100 + i * 0.5:g}" for i in range(rest))
+    return (f'grid = {{ "architecture.array_k" = [{ks}], "architecture.array_n" = [{ks}], '
+            f'"architecture.clock_mhz" = [{clocks}] }}')
+
+
+def scale_child(points: int, jobs: int) -> None:
+    import json
+    import shutil
+
+    import torch  # noqa: F401  (the user's model imports it; not part of the sweep's time)
+
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "two.py").write_text(TWO_NODES)
+    (tmp / "s.toml").write_text(f'[[models]]\ntorch = "{tmp / "two.py"}:net"\ninput_shape = [1, 3, 32, 32]\n'
+                                f'[[accelerators]]\nprofile = "tpu-v1"\n{_grid(points)}\n')
+    t0 = time.perf_counter()
+    sweep = S.load_sweep(tmp / "s.toml")
+    t_load = time.perf_counter() - t0
+    first: list = []
+    t0 = time.perf_counter()
+    res = S.run(sweep, jobs=jobs, cache_path=tmp / "parts", quiet=True,
+                on_chunk=lambda ref: first or first.append(time.perf_counter() - t0))
+    t_run = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    S.write_parquet(tmp / "out.parquet", sweep, res)
+    t_write = time.perf_counter() - t0
+    n = len(sweep.points)
+    print(json.dumps({"points": n, "load_s": t_load, "first_chunk_s": first[0], "run_s": t_run,
+                      "us_per_point": 1e6 * t_run / n, "write_s": t_write,
+                      "parquet_mb": (tmp / "out.parquet").stat().st_size / 1e6,
+                      "parts_mb": sum(p.stat().st_size for p in (tmp / "parts").iterdir()) / 1e6,
+                      "peak_rss_mb": rss_mb(), "failed": res.failed_points}))
+    shutil.rmtree(tmp)
+
+
+def scale(sizes, jobs: int) -> None:
+    import json
+    import subprocess
+
+    print(f"{'points':>12s} {'load s':>7s} {'first chunk s':>14s} {'run s':>8s} {'us/point':>9s} "
+          f"{'parquet s':>10s} {'parquet MB':>11s} {'driver peak RSS MB':>19s}")
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--scale-child", str(n), "--jobs", str(jobs)],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{r['points']:12,d} {r['load_s']:7.2f} {r['first_chunk_s']:14.2f} {r['run_s']:8.1f} "
+              f"{r['us_per_point']:9.1f} {r['write_s']:10.1f} {r['parquet_mb']:11.0f} {r['peak_rss_mb']:19.0f}")
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "two.py").write_text(TWO_NODES)
+    axis = ", ".join(str(8 + i) for i in range(1000))
+    (tmp / "typo.toml").write_text(
+        f'[[models]]\ntorch = "{tmp / "two.py"}:net"\ninput_shape = [1, 3, 32, 32]\n'
+        f'[[accelerators]]\nprofile = "tpu-v1"\ngrid = {{ "architecture.array_k" = [{axis}], '
+        f'"architecture.array_n" = [{axis}], "architecture.clok_mhz" = [{axis}] }}\n')
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "fodlam.cli", "sweep", str(tmp / "typo.toml")],
+                       capture_output=True, text=True)
+    print(f"\ntypo in a 10^9-point grid: exit {r.returncode} after {time.perf_counter() - t:.2f} s "
+          f"(whole process): {r.stderr.strip()[:110]}...")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--scale", type=int, nargs="+", metavar="N", help="cluster-scale runs of N points")
+    ap.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.scale_child:
+        scale_child(args.scale_child, args.jobs)
+        return 0
+    if args.scale:
+        scale(args.scale, args.jobs)
+        return 0
     tmp = Path(tempfile.mkdtemp())
     (tmp / "deepmlp.py").write_text(MLP)
     models = [("resnet50", "examples.zoo:resnet50", [1, 3, 224, 224]),
@@ -87,7 +174,7 @@ def main(argv=None) -> int:
             finally:
                 if backend == "ray":
                     ray.shutdown()
-            n = len(res.rows)
+            n = len(sweep.points)
             assert not res.failed, res.failed_models
             print(f"{name:16s} {len(nodes):6d} {t_import:9.2f} {backend:8s} {jobs:4d} {n:6d} {seconds:8.2f} "
                   f"{n / seconds:9.0f} {n / seconds / jobs:9.0f} {rss_mb():12.0f}")

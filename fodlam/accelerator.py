@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -279,10 +280,52 @@ class Accelerator:
             object.__setattr__(self, key, value)
 
     def at_node(self, node_nm: float, rule: str | None = None) -> "Accelerator":
+        from .technology import RULES
+
         node_nm = check_node(node_nm, f"rescaling {self.name}")
-        return replace(self, process_nm=float(node_nm),
-                       technology_scaling=rule or self.technology_scaling,
-                       name=f"{self.name}@{node_nm:g}nm")
+        rule = rule or self.technology_scaling
+        if rule not in RULES:
+            raise ConfigError(f"rescaling {self.name}: technology scaling {rule!r} is not one of "
+                              f"{', '.join(RULES)}")
+        out = copy.copy(self)             # the tables are unchanged: nothing to parse again
+        for key, value in (("process_nm", float(node_nm)), ("technology_scaling", rule),
+                           ("name", f"{self.name}@{node_nm:g}nm")):
+            object.__setattr__(out, key, value)
+        return out
+
+    def with_overrides(self, params: dict, changes: dict, name: str) -> "Accelerator":
+        """A copy with new ``params`` whose typed sections differ only by ``changes``
+        (``{"architecture": {"clock_mhz": 800}, "shape_model.conv": {...}}``): each changed
+        value is validated as loading would validate it, every other section is shared
+        (sweeps derive millions of variants this way)."""
+        from dataclasses import fields
+
+        label = f"accelerator profile {self.path or self.name}"
+        out = copy.copy(self)
+        object.__setattr__(out, "params", params)
+        object.__setattr__(out, "name", name)
+        for table, values in changes.items():
+            top, _, sub = table.partition(".")
+            owner = getattr(self, top, None) if top in SECTIONS else None
+            section = getattr(owner, sub, None) if sub and owner is not None else owner
+            if section is None or (sub and top != "shape_model"):
+                parsed = _sections({top: params.get(top)}, label)     # no typed section yet
+                object.__setattr__(out, top, parsed[top])
+                continue
+            kinds = {f.name: f for f in fields(section)}
+            where = f"{label} [{table}]"
+            checked = {}
+            for key, value in values.items():
+                if key not in kinds:
+                    raise ConfigError(f"{where}: unknown key {key}; known: {', '.join(kinds)}")
+                f = kinds[key]
+                checked[key] = _value(f.metadata["kind"], value, f.metadata["min0"], f"{where} {key}")
+            try:
+                new = replace(section, **checked)
+            except ValueError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            object.__setattr__(out, top, replace(owner, **{sub: new}) if sub else new)
+        return out
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "description": self.description,

@@ -92,8 +92,9 @@ def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str
           cache=None, output=None, parquet: bool = True, quiet: bool = True):
     """Run a design-space sweep: ``spec`` is a SWEEP.toml path (or a loaded
     ``fodlam.sweeps.Sweep``). Returns the result (``.rows``: one dict per point, in sweep
-    order; ``.failed_models``; ``.computed`` / ``.cached``). ``cache``: a JSONL file that
-    keeps finished points (resume, extend); ``output``: a prefix to write PREFIX.csv (and
+    order; ``.failed_models``; ``.computed`` / ``.cached``). ``cache``: a folder (or a
+    ``pyarrow.fs`` URI) that keeps finished chunks as Parquet parts with an index (resume,
+    extend); ``output``: a prefix to write PREFIX.csv (and
     PREFIX.parquet with ``parquet=True``). ``backend="ray"`` runs on Ray (``address`` of a
     cluster, or a local one). See docs/sweeps.md."""
     from . import sweeps as S
@@ -103,7 +104,7 @@ def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str
     if output is not None:
         from pathlib import Path
         prefix = Path(output)
-        S.write_csv(prefix.with_name(prefix.name + ".csv"), plan, result.rows)
+        S.write_csv(prefix.with_name(prefix.name + ".csv"), plan, result.iter_rows())
         if parquet:
-            S.write_parquet(prefix.with_name(prefix.name + ".parquet"), plan, result.rows)
+            S.write_parquet(prefix.with_name(prefix.name + ".parquet"), plan, result)
     return result

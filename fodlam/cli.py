@@ -317,65 +317,139 @@ def cmd_sweep(args) -> int:
         raise InputError(f"--jobs {args.jobs}: give a positive number of worker processes")
     if args.top is not None and args.top < 0:
         raise InputError(f"--top {args.top}: give a positive number of points (or leave it out)")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise InputError(f"--chunk-size {args.chunk_size}: give a positive number of points")
     spec = S.load_sweep(args.sweep)
     prefix = Path(args.output) if args.output else spec.path.with_name(spec.path.stem + "-results")
     if prefix.suffix in (".csv", ".parquet"):
         prefix = prefix.with_suffix("")
     inputs = [spec.path] + [m.source for m in spec.models if m.kind == "onnx"]
-    for suffix in (".csv", ".parquet", ".cache.jsonl"):
+    for suffix in (".csv", ".parquet", ".parts"):
         refuse_overwriting_inputs(prefix.with_name(prefix.name + suffix), *inputs, flag="the sweep output")
     with output_lock(prefix):
         return _run_sweep(args, S, spec, prefix)
 
 
+#: above this many points the CSV is written only when asked for (--csv): Parquet holds it
+CSV_LIMIT = 1_000_000
+
+
 def _run_sweep(args, S, spec, prefix) -> int:
+    import time
     from pathlib import Path
 
-    from .report.table import render_table
-    from .units import format_si
-
-    if not args.no_parquet:
-        import importlib.util
-        if importlib.util.find_spec("pyarrow") is None:
-            raise InputError("Parquet output needs pyarrow: pip install 'fodlam[sweep]', or pass --no-parquet")
-    cache = None if args.no_cache else (Path(args.cache) if args.cache else prefix.with_name(prefix.name + ".cache.jsonl"))
+    S.select_columns(spec, args.columns)
     points = len(spec.points)
+    parquet = not args.no_parquet
+    want_csv = args.csv or points <= CSV_LIMIT or not parquet
+    cache = None if args.no_cache else (args.cache if args.cache and "://" in args.cache else
+                                        Path(args.cache) if args.cache else prefix.with_name(prefix.name + ".parts"))
     print(f"fodlam sweep: {len(spec.models)} model(s) x {len(spec.batches)} batch(es) x "
           f"{len(spec.accels)} accelerator point(s) = {points} points", file=sys.stderr)
-    import time
+    if args.dry_run:
+        return _dry_run(args, S, spec, prefix, cache, want_csv, parquet)
     t0 = time.perf_counter()
     with S.on_signals():
         result = S.run(spec, jobs=args.jobs, backend=args.backend, address=args.address,
-                       cache_path=cache, quiet=args.quiet)
+                       cache_path=cache, quiet=args.quiet, chunk_size=args.chunk_size)
     seconds = time.perf_counter() - t0
-    csv_path = prefix.with_name(prefix.name + ".csv")
-    try:
-        S.write_csv(csv_path, spec, result.rows)
-        written = [str(csv_path)]
-        if not args.no_parquet:
-            pq_path = prefix.with_name(prefix.name + ".parquet")
-            S.write_parquet(pq_path, spec, result.rows)
-            written.append(str(pq_path))
-    except OSError as e:
-        raise InputError(f"cannot write the sweep results: {e.strerror or e}") from None
-    failed = sum(r["status"] != "ok" for r in result.rows)
-    print(f"fodlam sweep: {len(result.rows)} of {points} points ({result.computed} computed, "
-          f"{result.cached} from the cache, {failed} failed) in {seconds:.2f} s; wrote "
+    written = []
+    if want_csv:
+        csv_path = prefix.with_name(prefix.name + ".csv")
+        S.write_csv(csv_path, spec, result.iter_rows())
+        written.append(str(csv_path))
+    else:
+        print(f"fodlam sweep: {points} points is more than {CSV_LIMIT:,}: the CSV is not written "
+              "(the Parquet file holds every row; pass --csv to write it too)", file=sys.stderr)
+    if parquet:
+        pq_path = prefix.with_name(prefix.name + ".parquet")
+        S.write_parquet(pq_path, spec, result)
+        written.append(str(pq_path))
+    done = sum(ref.rows for ref in result.chunks)
+    print(f"fodlam sweep: {done} of {points} points ({result.computed} computed, "
+          f"{result.cached} from the cache, {result.failed_points} failed) in {seconds:.2f} s; wrote "
           + ", ".join(written), file=sys.stderr)
-    ok = [r for r in result.rows if r["status"] == "ok"]
     if args.pareto or args.top:
-        groups = S.pareto(ok) if args.pareto else S.top(ok, args.top)
-        title = "energy-latency Pareto front" if args.pareto else f"top {args.top} by energy x latency"
-        for model, rs in groups.items():
-            print(f"\n{model}: {title} ({len(rs)} point(s))")
-            rows = [[str(r["point"]), r["accelerator"], r["overrides"] or "-", str(r["process_nm"] or "-"),
-                     str(r["batch"] or "-"), format_si(r["energy_j"], "J"), format_si(r["latency_s"], "s"),
-                     f"{r['edp_js']:.3g}"] for r in rs]
-            print("\n".join(render_table(["point", "accelerator", "overrides", "node nm", "batch",
-                                          "energy", "latency", "EDP (J s)"], rows)))
+        _print_fronts(args, S, result)
     if result.interrupted:
         return 128 + (result.interrupted if result.interrupted is not True else 2)
     return 1 if result.failed else 0
+
+
+def _print_fronts(args, S, result) -> None:
+    import heapq
+
+    from .report import sweep as R
+    from .report.table import render_table
+    from .units import format_si
+
+    if args.pareto:
+        groups = R.Summary(result.iter_rows(), sample=0).fronts
+        title = "energy-latency Pareto front"
+    else:
+        best: dict = {}
+        for r in result.iter_rows():        # a bounded heap per model: streaming
+            if r["status"] != "ok":
+                continue
+            heap = best.setdefault(R.group_label(r), [])
+            item = (-float(r["edp_js"]), -r["point"], r)
+            if len(heap) < args.top:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+        groups = {m: [x[2] for x in sorted(h, key=lambda x: (-x[0], -x[1]))] for m, h in best.items()}
+        title = f"top {args.top} by energy x latency"
+    for model, rs in groups.items():
+        print(f"\n{model}: {title} ({len(rs)} point(s))")
+        rows = [[str(r["point"]), r["accelerator"], r["overrides"] or "-", str(r["process_nm"] or "-"),
+                 str(r["batch"] or "-"), format_si(r["energy_j"], "J"), format_si(r["latency_s"], "s"),
+                 f"{r['edp_js']:.3g}"] for r in rs]
+        print("\n".join(render_table(["point", "accelerator", "overrides", "node nm", "batch",
+                                      "energy", "latency", "EDP (J s)"], rows)))
+
+
+def _dry_run(args, S, spec, prefix, cache, want_csv, parquet) -> int:
+    """The plan without running it: points, chunks, an estimate of the run time from a
+    short calibration on the first chunk, and of the output size."""
+    import tempfile
+    import time
+
+    points = len(spec.points)
+    chunk = args.chunk_size or S.CHUNK
+    first_chunk = min(S.FIRST_CHUNK, chunk)
+    chunks = sum(1 + -(-max(0, len(e) - first_chunk) // chunk) for e in spec.accels.entries) \
+        * len(spec.models) * len(spec.batches)
+    jobs = max(1, args.jobs or os.cpu_count() or 1)
+    first = next(S.plan_chunks(spec, 0, 0, "dry-run", chunk))
+    n = min(200, first.stop - first.start)
+    t = time.perf_counter()
+    nodes = S.import_model(spec.models[0], spec.batches[0])
+    import_s = time.perf_counter() - t
+    probe = S.ChunkTask(first.key, first.point0, first.model, first.batch, first.entry, first.start,
+                        first.start + n)
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = S.Parts(tmp, S.columns(spec), S.column_types(spec))
+        parts.prepare()
+        t = time.perf_counter()
+        S.cost_chunk(nodes, probe, parts)
+        per_point = (time.perf_counter() - t) / n
+        part_bytes = sum(p.stat().st_size for p in Path(tmp).glob("*.parquet")) / n
+    csv_bytes = 60 + 18 * len(S.columns(spec))
+    estimate = per_point * points / jobs
+    print(f"fodlam sweep --dry-run: {points:,} points in {chunks:,} chunk(s) of up to {chunk:,} "
+          f"points; {jobs} worker(s)", file=sys.stderr)
+    print(f"  calibration: {n} points of the first chunk at {per_point * 1e6:.0f} us/point "
+          f"(model import {import_s:.2f} s, once per model and batch)", file=sys.stderr)
+    print(f"  estimated run time: {estimate:.0f} s ({estimate / 3600:.2f} h) on {jobs} worker(s)",
+          file=sys.stderr)
+    sizes = []
+    if parquet:
+        sizes.append(f"Parquet ~{part_bytes * points / 1e6:,.0f} MB")
+    if want_csv:
+        sizes.append(f"CSV ~{csv_bytes * points / 1e6:,.0f} MB")
+    print(f"  estimated output: {', '.join(sizes) or 'none'}; parts in {cache or 'a temporary folder'}",
+          file=sys.stderr)
+    return 0
 
 
 def _sweep_report(args) -> int:
@@ -568,9 +642,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
-    p.add_argument("--cache", metavar="FILE.jsonl", help="where finished points are kept (default: PREFIX.cache.jsonl)")
-    p.add_argument("--no-cache", action="store_true", help="recompute every point and keep nothing")
+    p.add_argument("--cache", metavar="DIR|URI", help="where finished chunks are kept as Parquet parts "
+                   "(default: PREFIX.parts; a pyarrow.fs URI such as s3://bucket/run works too)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every point and keep no parts")
     p.add_argument("--no-parquet", action="store_true", help="write only the CSV")
+    p.add_argument("--csv", action="store_true", help="write the CSV even above 1,000,000 points")
+    p.add_argument("--columns", metavar="LIST", default="all",
+                   help="what to keep: all (default), minimal (no per-kind columns), by-kind, or "
+                        "column names, comma-separated; the point's identity and totals are always kept")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                   help=f"points per chunk, the unit of work, cache and output (default {4096})")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the points, chunks, estimated run time and output size, and exit")
     p.add_argument("--pareto", action="store_true", help="print the energy-latency Pareto front per model")
     p.add_argument("--top", type=int, default=0, metavar="K", help="print the K best points per model by energy x latency")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._version import __version__
@@ -84,20 +84,132 @@ class Point:
     accel: AccelSpec
 
 
+@dataclass(frozen=True)
+class AccelEntry:
+    """One ``[[accelerators]]`` entry as a lazy space of points: the product of its grid
+    ``axes`` (the last axis varies fastest), then its listed ``points``, each at every
+    process node of ``process_nms``. A point is an index; nothing is expanded."""
+
+    profile: str
+    axes: tuple = ()                   # ((key, (values...)), ...)
+    points: tuple = ()                 # (((key, value), ...), ...)
+    process_nms: tuple = (None,)
+    scaling: str | None = None
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for _, v in self.axes) if self.axes else 0
+
+    @property
+    def variants(self) -> int:
+        return (self.grid_size + len(self.points)) or 1
+
+    def __len__(self) -> int:
+        return self.variants * len(self.process_nms)
+
+    def variant(self, v: int) -> tuple:
+        if v < self.grid_size:
+            out = []
+            for key, values in reversed(self.axes):      # mixed radix, last axis fastest
+                v, digit = divmod(v, len(values))
+                out.append((key, values[digit]))
+            return tuple(reversed(out))
+        return self.points[v - self.grid_size] if self.points else ()
+
+    def spec(self, i: int) -> AccelSpec:
+        v, n = divmod(i, len(self.process_nms))
+        nm = self.process_nms[n]
+        return AccelSpec(self.profile, self.variant(v), nm, self.scaling if nm is not None else None)
+
+    def digest(self) -> str:
+        """What the entry's points depend on: the profile's bytes, the axes, points, nodes."""
+        h = hashlib.sha256()
+        path = Path(self.profile)
+        if path.suffix == ".toml" and path.is_file():
+            h.update(path.read_bytes())
+        else:
+            h.update(json.dumps(load_accelerator(self.profile).params, sort_keys=True, default=str).encode())
+        h.update(json.dumps([self.profile, self.axes, self.points, self.process_nms, self.scaling],
+                            default=str).encode())
+        return h.hexdigest()
+
+
+class AccelSpace(Sequence):
+    """Every accelerator point of a sweep, entry after entry, generated on demand."""
+
+    def __init__(self, entries):
+        self.entries = list(entries)
+        self.offsets = [0]
+        for e in self.entries:
+            self.offsets.append(self.offsets[-1] + len(e))
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(entry index, index within the entry) of accelerator point ``i``."""
+        import bisect
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        e = bisect.bisect_right(self.offsets, i) - 1
+        return e, i - self.offsets[e]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        e, j = self.locate(i if i >= 0 else len(self) + i)
+        return self.entries[e].spec(j)
+
+    def __iter__(self):
+        for e in self.entries:
+            for j in range(len(e)):
+                yield e.spec(j)
+
+
+class PointSpace(Sequence):
+    """Every point of a sweep (models x batches x accelerator points), by index."""
+
+    def __init__(self, sweep: "Sweep"):
+        self.sweep = sweep
+
+    def __len__(self) -> int:
+        s = self.sweep
+        return len(s.models) * len(s.batches) * len(s.accels)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        s = self.sweep
+        i = i if i >= 0 else len(self) + i
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        group, a = divmod(i, len(s.accels))
+        m, b = divmod(group, len(s.batches))
+        return Point(i, s.models[m], s.batches[b], s.accels[a])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass
 class Sweep:
     models: list[ModelRef]
-    accels: list[AccelSpec]
+    accels: AccelSpace
     batches: list
     path: Path | None = None
     override_keys: list[str] = field(default_factory=list)
+    override_types: dict = field(default_factory=dict)     # key -> "int" or "float"
+    keep_columns: list | None = None                        # --columns (None: all)
+    _digests: list | None = field(default=None, repr=False)
 
     @property
-    def points(self) -> list[Point]:
-        out = []
-        for model, batch, accel in itertools.product(self.models, self.batches, self.accels):
-            out.append(Point(len(out), model, batch, accel))
-        return out
+    def points(self) -> PointSpace:
+        return PointSpace(self)
+
+    def entry_digests(self) -> list[str]:
+        if self._digests is None:
+            self._digests = [e.digest() for e in self.accels.entries]
+        return self._digests
 
 
 # ---- reading a sweep file ---------------------------------------------------------------
@@ -126,6 +238,21 @@ def _profile_spec(name: str, base: Path) -> str:
 def sweepable_fields(acc: Accelerator) -> dict[str, float]:
     """``table.field`` -> value for every numeric field of the typed sections its cost model
     reads (``fodlam.accelerator``), where the profile sets it."""
+    key = id(acc)
+    hit = _SWEEPABLE_CACHE.get(key)
+    if hit is not None and hit[0] is acc:
+        return hit[1]
+    out = _sweepable_fields(acc)
+    if len(_SWEEPABLE_CACHE) > 256:
+        _SWEEPABLE_CACHE.clear()
+    _SWEEPABLE_CACHE[key] = (acc, out)
+    return out
+
+
+_SWEEPABLE_CACHE: dict = {}
+
+
+def _sweepable_fields(acc: Accelerator) -> dict[str, float]:
     from dataclasses import fields
 
     out = {}
@@ -165,13 +292,23 @@ def apply_overrides(acc: Accelerator, overrides) -> Accelerator:
         old = d.get(name, allowed[key])
         d[name] = int(value) if isinstance(old, int) and float(value).is_integer() else value
     label = ",".join(f"{k.rsplit('.', 1)[1]}={v:g}" for k, v in overrides)
-    return replace(acc, params=params, name=f"{acc.name}[{label}]")
+    changes: dict = {}
+    for key, _ in overrides:
+        table, _, name = key.rpartition(".")
+        d = params
+        for part in table.split("."):
+            d = d[part]
+        changes.setdefault(table, {})[name] = d[name]
+    return acc.with_overrides(params, changes, f"{acc.name}[{label}]")
 
 
-def _accels(entries, process_nms, scaling, base: Path) -> tuple[list[AccelSpec], list[str]]:
+def _accels(entries, process_nms, scaling, base: Path) -> tuple[AccelSpace, list[str], dict]:
+    """The accelerator entries as lazy spaces. Every axis value and listed point is
+    validated once, against the entry's profile, before any point exists: a typo in a grid
+    of 10^9 points is found in the time it takes to read its axes."""
     if not isinstance(entries, list) or not entries:
         raise ConfigError("the sweep names no accelerators: add [[accelerators]] tables with profile = ...")
-    out, keys = [], []
+    out, keys, types = [], [], {}
     for i, a in enumerate(entries, 1):
         where = f"[[accelerators]] #{i}"
         if not isinstance(a, dict) or "profile" not in a:
@@ -200,28 +337,27 @@ def _accels(entries, process_nms, scaling, base: Path) -> tuple[list[AccelSpec],
                 raise ConfigError(f"{where}: process nodes must be between 1 and 1000 nm, got "
                                   f"{entry_nms!r}")
         entry_scaling = _scaling(a.get("scaling", scaling), where)
-        variants = []
-        if grid:
-            for k, v in grid.items():
-                if not isinstance(v, list) or not v:
-                    raise ConfigError(f"{where}: grid {k} must be a non-empty list of numbers")
-            names = list(grid)
-            variants += [tuple(zip(names, combo)) for combo in itertools.product(*(grid[k] for k in names))]
+        axes = []
+        for k, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: grid {k} must be a non-empty list of numbers")
+            for v in values:                      # each value of each axis, once
+                apply_overrides(acc, ((k, v),))
+            axes.append((k, tuple(values)))
+        listed = []
         for p in points:
             if not isinstance(p, dict):
                 raise ConfigError(f"{where}: points must be tables like {{ \"architecture.clock_mhz\" = 800 }}")
-            variants.append(tuple(p.items()))
-        if not variants:
-            variants = [()]
-        for variant in variants:
-            apply_overrides(acc, variant)          # validates every key and value now
-            for k, _ in variant:
-                if k not in keys:
-                    keys.append(k)
-            for nm in (entry_nms or process_nms):
-                out.append(AccelSpec(profile, tuple(variant), nm,
-                                     entry_scaling if nm is not None else None))
-    return out, keys
+            apply_overrides(acc, tuple(p.items()))
+            listed.append(tuple(p.items()))
+        for k, v in [(k, v) for k, vs in axes for v in vs] + [kv for p in listed for kv in p]:
+            if k not in keys:
+                keys.append(k)
+            kind = "int" if isinstance(v, int) and not isinstance(v, bool) else "float"
+            types[k] = "float" if types.get(k) == "float" else kind
+        nms = tuple(entry_nms or process_nms)
+        out.append(AccelEntry(profile, tuple(axes), tuple(listed), nms, entry_scaling))
+    return AccelSpace(out), keys, types
 
 
 def _scaling(value, where: str) -> str:
@@ -268,8 +404,8 @@ def load_sweep(path) -> Sweep:
             raise ConfigError(f"{path}: two models are named '{m.name}' ({seen[m.name]} and {m.source}); "
                               "give each a distinct name = \"...\" so their results stay apart")
         seen[m.name] = m.source
-    accels, keys = _accels(data.get("accelerators"), process_nms, scaling, path.parent)
-    return Sweep(models, accels, batches, path, keys)
+    accels, keys, types = _accels(data.get("accelerators"), process_nms, scaling, path.parent)
+    return Sweep(models, accels, batches, path, keys, types)
 
 
 # ---- importing and costing --------------------------------------------------------------
@@ -348,16 +484,32 @@ def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:
 
 @dataclass
 class Result:
-    rows: list[dict]
+    """A finished (or interrupted) sweep: counts, the models that failed to import, and its
+    chunks, whose rows live in Parquet parts; ``rows`` reads them all (in sweep order),
+    ``iter_rows()`` one at a time."""
+
     failed_models: dict
-    cached: int = 0
-    computed: int = 0
-    interrupted: bool = False
+    sweep: "Sweep | None" = None
+    parts: "Parts | None" = None
+    chunks: list = field(default_factory=list)      # ChunkRef, in sweep order
+    cached: int = 0              # points of chunks finished by an earlier run
+    computed: int = 0            # points costed by this run
+    failed_points: int = 0
+    interrupted: object = False  # False, True or the signal's number
     import_s: float = 0.0        # seconds spent importing models
+    _tmp: object = None          # a temporary parts folder kept alive with the result
+
+    def iter_rows(self):
+        for ref in self.chunks:
+            yield from self.parts.read(ref)
+
+    @property
+    def rows(self) -> list[dict]:
+        return list(self.iter_rows())
 
     @property
     def failed(self) -> bool:
-        return bool(self.failed_models) or any(r["status"] != "ok" for r in self.rows) or self.interrupted
+        return bool(self.failed_models) or self.failed_points > 0 or bool(self.interrupted)
 
 
 def _one_line(e: BaseException) -> str:
@@ -374,62 +526,6 @@ def _base_row(p: Point) -> dict:
             "overrides": acc.overrides_text,
             "process_nm": "" if acc.process_nm is None else acc.process_nm,
             "scaling": acc.scaling or ""}
-
-
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-#: what a cached row may hold: the costed figures, never a point's identity
-_CACHED = {"macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"}
-
-
-def _valid_cached(row) -> bool:
-    if not isinstance(row, dict) or not _CACHED <= set(row):
-        return False
-    for k, v in row.items():
-        if not (k in _CACHED or k.startswith(("energy_j_", "latency_s_"))):
-            return False
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            return False
-    return True
-
-
-class _Cache:
-    def __init__(self, path: Path | None):
-        self.path = path
-        self.rows: dict[str, dict] = {}
-        self.skipped = 0
-        if path and path.is_file():
-            with open(path, "rb") as f:
-                for raw in f:
-                    try:
-                        item = json.loads(raw.decode("utf-8"))
-                        key, row = item["key"], item["row"]
-                        if not isinstance(key, str) or not _valid_cached(row):
-                            raise ValueError(key)
-                        self.rows[key] = row
-                    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                        self.skipped += 1  # a line cut short, or not ours: recomputed
-        self._file = None
-
-    def add(self, key: str, row: dict) -> None:
-        self.rows[key] = row
-        if self.path:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")
-            self._file.write(json.dumps({"key": key, "row": row}) + "\n")
-
-    def flush(self) -> None:
-        if self._file:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file:
-            self._file.close()
-            self._file = None
 
 
 def _progress(total: int, quiet: bool):
@@ -495,170 +591,411 @@ def on_signals():
     return scope()
 
 
+#: points per chunk, the unit of work, of the cache and of the output parts; fixed (not
+#: tied to the worker count) so that a rerun with other settings reuses finished chunks
+CHUNK = 4096
+#: the first chunk of each model, batch and accelerator entry
+FIRST_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """A chunk of one model at one batch on a contiguous range of one accelerator entry."""
+
+    key: str                 # content hash: the part's file name
+    point0: int              # global index of the chunk's first point
+    rows: int
+    ok: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    key: str
+    point0: int
+    model: str
+    batch: int | None
+    entry: AccelEntry
+    start: int
+    stop: int
+
+
+class Parts:
+    """The parts folder of a sweep: one Parquet file per finished chunk (written to a
+    temporary name and renamed, so a part is whole or absent) and ``index.jsonl``, one line
+    per finished chunk: resuming reads the index, not the rows. ``root`` is a local folder
+    or any ``pyarrow.fs`` URI (``s3://bucket/prefix``) that every worker can write to."""
+
+    def __init__(self, root, columns: list[str], types: dict):
+        self.root = str(root)
+        self.columns = list(columns)
+        self.types = dict(types)
+        self.uri = "://" in self.root
+
+    # -- storage --------------------------------------------------------------------------
+    def _fs(self):
+        import pyarrow.fs as pafs
+        if self.uri:
+            return pafs.FileSystem.from_uri(self.root)
+        return pafs.LocalFileSystem(), os.path.abspath(self.root)
+
+    def prepare(self) -> None:
+        fs, base = self._fs()
+        fs.create_dir(base, recursive=True)
+
+    def schema(self):
+        import pyarrow as pa
+        kinds = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+        return pa.schema([(c, kinds[self.types.get(c, "float")]) for c in self.columns])
+
+    def write(self, key: str, rows: list[dict]) -> None:
+        """A chunk's rows as one Parquet part, atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = self.schema()
+        table = pa.Table.from_pylist([{c: r.get(c) for c in self.columns} for r in rows], schema=schema)
+        fs, base = self._fs()
+        tmp = f"{base}/.{key}.{os.getpid()}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            pq.write_table(table, out, compression="zstd")
+        fs.move(tmp, f"{base}/{key}.parquet")
+
+    def read(self, ref: ChunkRef):
+        import pyarrow.parquet as pq
+
+        fs, base = self._fs()
+        with fs.open_input_file(f"{base}/{ref.key}.parquet") as f:
+            table = pq.read_table(f)
+        for j, r in enumerate(table.to_pylist()):
+            yield {"point": ref.point0 + j, **{k: v for k, v in r.items() if k != "point"}}
+
+    def read_table(self, ref: ChunkRef):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fs, base = self._fs()
+        with fs.open_input_file(f"{base}/{ref.key}.parquet") as f:
+            table = pq.read_table(f)
+        points = pa.array(range(ref.point0, ref.point0 + table.num_rows), pa.int64())
+        return table.set_column(table.schema.get_field_index("point"), "point", points)
+
+    # -- the index of finished chunks ------------------------------------------------------
+    def load_index(self) -> dict:
+        fs, base = self._fs()
+        try:
+            with fs.open_input_stream(f"{base}/index.jsonl") as f:
+                data = f.read()
+        except (FileNotFoundError, OSError):
+            return {}
+        done = {}
+        for line in data.splitlines():
+            try:
+                item = json.loads(line.decode("utf-8"))
+                key = item["key"]
+                if isinstance(key, str) and all(isinstance(item[k], int) and item[k] >= 0
+                                                for k in ("rows", "ok", "failed")):
+                    done[key] = item
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                continue                  # a line cut short, or not ours: that chunk reruns
+        return done
+
+    def exists(self, key: str) -> bool:
+        import pyarrow.fs as pafs
+        fs, base = self._fs()
+        return fs.get_file_info(f"{base}/{key}.parquet").type == pafs.FileType.File
+
+    def record(self, refs: list) -> None:
+        """Append finished chunks to the index (local folders; a URI keeps its parts and
+        relies on them: ``exists`` is checked on resume)."""
+        if self.uri or not refs:
+            return
+        with open(os.path.join(self.root, "index.jsonl"), "a", encoding="utf-8") as f:
+            for ref in refs:
+                f.write(json.dumps({"key": ref.key, "rows": ref.rows, "ok": ref.ok,
+                                    "failed": ref.failed}) + "\n")
+            f.flush()
+
+
+def chunk_rows(nodes, task: ChunkTask) -> list[dict]:
+    """The rows of one chunk: its points costed (a failing point is a failed row)."""
+    specs = [task.entry.spec(i) for i in range(task.start, task.stop)]
+    out = run_chunk(nodes, specs)
+    rows = []
+    for spec, res in zip(specs, out):
+        base = _identity(task.model, task.batch, spec)
+        if "error" in res:
+            rows.append({**base, "status": "failed", "error": res["error"]})
+        else:
+            rows.append({**base, "status": "ok", "error": "", **res})
+    return rows
+
+
+def cost_chunk(nodes, task: ChunkTask, parts: Parts) -> ChunkRef:
+    """Cost a chunk and write its part (runs in a worker; returns only counts)."""
+    rows = chunk_rows(nodes, task)
+    parts.write(task.key, rows)
+    failed = sum(r["status"] != "ok" for r in rows)
+    return ChunkRef(task.key, task.point0, len(rows), len(rows) - failed, failed)
+
+
+def _identity(model: str, batch, spec: AccelSpec) -> dict:
+    row = {"model": model, "batch": batch, "accelerator": spec.profile.rsplit("/", 1)[-1].removesuffix(".toml"),
+           "overrides": spec.overrides_text, "process_nm": spec.process_nm, "scaling": spec.scaling or ""}
+    row.update(spec.overrides)
+    return row
+
+
+def plan_chunks(sweep: "Sweep", mi: int, bi: int, model_id: str, chunk: int = CHUNK):
+    """The chunks of one model at one batch: each accelerator entry cut into ranges of
+    ``chunk`` points (a chunk never spans two entries, so adding an entry, a model or a
+    batch leaves every finished chunk as it was)."""
+    model, batch = sweep.models[mi], sweep.batches[bi]
+    group0 = (mi * len(sweep.batches) + bi) * len(sweep.accels)
+    digests = sweep.entry_digests()
+    first = min(FIRST_CHUNK, chunk)          # a small first chunk: the first rows come early
+    for e, entry in enumerate(sweep.accels.entries):
+        edges = [0] + list(range(min(first, len(entry)), len(entry), chunk)) + [len(entry)]
+        for start, stop in zip(edges, edges[1:]):
+            key = hashlib.sha256(json.dumps([__version__, model_id, model.name, batch, digests[e],
+                                             start, stop, columns(sweep)]).encode()).hexdigest()[:32]
+            yield ChunkTask(key, group0 + sweep.accels.offsets[e] + start, model.name, batch, entry,
+                            start, stop)
+
+
 def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", address: str | None = None,
-        cache_path=None, chunk_size: int | None = None, quiet: bool = False, log=None) -> Result:
-    """Cost every point of a sweep; rows in sweep order. ``backend`` is "local" (a process
-    pool of ``jobs`` workers; 1 runs in-process) or "ray" (``address`` of a cluster, or a
-    local one)."""
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    points = sweep.points
-    cache = _Cache(Path(cache_path) if cache_path else None)
-    if cache.skipped:
-        log(f"fodlam sweep: {cache.skipped} line(s) of the cache {cache_path} are not cached "
-            "points (cut short, or not written by fodlam); their points are recomputed")
-    rows: dict[int, dict] = {}
-    failed_models: dict = {}
-    # group by (model, batch): a model is imported once per batch, if anything is missing
-    groups: dict = {}
-    for p in points:
-        groups.setdefault((p.model, p.batch), []).append(p)
-    acc_keys: dict = {}
-    bar = _progress(len(points), quiet)
-    todo = []                                     # (group key, nodes, [(point, key)])
-    result = Result([], failed_models)
+        cache_path=None, chunk_size: int | None = None, quiet: bool = False, log=None,
+        on_chunk=None) -> Result:
+    """Cost every point of a sweep, chunk by chunk; each finished chunk is a Parquet part in
+    ``cache_path`` (a folder or a ``pyarrow.fs`` URI; a temporary folder when None) and a
+    line of its index, so a rerun costs only the missing chunks. ``backend`` is "local" (a
+    process pool of ``jobs`` workers; 1 runs in-process) or "ray" (``address`` of a cluster,
+    or a local one; workers write their parts themselves). The driver holds one chunk's
+    description at a time per worker, never the points. ``on_chunk(ChunkRef)`` is called as
+    each chunk finishes."""
+    import tempfile
+
     try:
-        for (model, batch), pts in groups.items():
-            err = None
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise InputError("sweeps write their results as Parquet parts: pip install 'fodlam[sweep]'") from None
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    chunk = chunk_size or CHUNK
+    tmp = None
+    if cache_path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="fodlam-sweep-")
+        cache_path = tmp.name
+    elif "://" not in str(cache_path) and Path(cache_path).is_file():
+        raise InputError(f"the sweep cache {cache_path} is a file; since chunks became the unit of the "
+                         "cache it is a folder of Parquet parts: give a folder path (or delete the file)")
+    parts = Parts(cache_path, columns(sweep), column_types(sweep))
+    parts.prepare()
+    done = parts.load_index()
+    result = Result({}, sweep, parts, _tmp=tmp)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    bar = _progress(len(sweep.points), quiet)
+    pool = None
+    try:
+        for mi, model in enumerate(sweep.models):
             t_import = time.perf_counter()
             try:
-                mid = model.identity()
+                model_id, id_err = model.identity(), None
             except Exception as e:  # noqa: BLE001 - a model that cannot be read fails its rows only
-                mid, err = None, _one_line(e)
+                model_id, id_err = "unreadable", _one_line(e)
             result.import_s += time.perf_counter() - t_import
-            missing = []
-            if mid is not None:
-                for p in pts:
-                    if p.accel not in acc_keys:
-                        acc_keys[p.accel] = accel_key(effective(p.accel))
-                    key = point_key(mid, batch, acc_keys[p.accel])
-                    if key in cache.rows:
-                        # a cached row holds costed figures only (_valid_cached): never identity
-                        rows[p.index] = {**_base_row(p), "status": "ok", "error": "", **cache.rows[key]}
-                        result.cached += 1
+            for bi, batch in enumerate(sweep.batches):
+                tasks, nodes, err = [], None, id_err
+                for task in plan_chunks(sweep, mi, bi, model_id, chunk):
+                    item = done.get(task.key) if err is None else None
+                    if item and parts.exists(task.key):
+                        result.chunks.append(ChunkRef(task.key, task.point0, item["rows"], item["ok"],
+                                                      item["failed"]))
+                        result.cached += item["rows"]
+                        result.failed_points += item["failed"]
+                        if bar:
+                            bar.update(item["rows"])
                     else:
-                        missing.append((p, key))
-                if bar:
-                    bar.update(len(pts) - len(missing))
-                if not missing:
+                        tasks.append(task)
+                if not tasks:
                     continue
-                t_import = time.perf_counter()
-                try:
-                    nodes = import_model(model, batch)
-                except Exception as e:  # noqa: BLE001 - reported once, its points marked failed
-                    err = _one_line(e)
-                result.import_s += time.perf_counter() - t_import
-            if err is not None:
-                if failed_models.get(model.name) != err:     # once per model and error
-                    failed_models[model.name] = err
+                if err is None:
+                    t_import = time.perf_counter()
+                    try:
+                        nodes = import_model(model, batch)
+                    except Exception as e:  # noqa: BLE001 - reported once, its points marked failed
+                        err = _one_line(e)
+                    result.import_s += time.perf_counter() - t_import
+                if err is None:
+                    pool = _execute(tasks, nodes, parts, result, backend, address, jobs, pool, bar,
+                                    on_chunk)
+                    continue
+                if result.failed_models.get(model.name) != err:     # once per model and error
+                    result.failed_models[model.name] = err
                     log(f"fodlam sweep: {model.name} failed to import"
                         + (f" at batch {batch}" if batch else "") + f": {err}")
-                marked = [p for p in pts if p.index not in rows]
-                for p in marked:
-                    rows[p.index] = {**_base_row(p), "status": "failed", "error": err}
-                if bar:
-                    bar.update(len(marked))
-                continue
-            todo.append((nodes, missing))
-        total = sum(len(m) for _, m in todo)
-        jobs = max(1, jobs or os.cpu_count() or 1)
-        size = chunk_size or max(1, min(256, math.ceil(total / (jobs * 4)) if total else 1))
-        tasks = [(nodes, chunk) for nodes, missing in todo for chunk in _chunks(missing, size)]
-        jobs = min(jobs, max(1, len(tasks)))        # never more workers than tasks
-
-        def collect(task, out_rows):
-            for (p, key), out in zip(task[1], out_rows):
-                if "error" in out:
-                    rows[p.index] = {**_base_row(p), "status": "failed", "error": out["error"]}
-                else:
-                    cache.add(key, out)
-                    rows[p.index] = {**_base_row(p), "status": "ok", "error": "", **out}
-                    result.computed += 1
-            cache.flush()
-            if bar:
-                bar.update(len(task[1]))
-
-        if backend == "ray":
-            from .sweep_ray import run_tasks
-            run_tasks(tasks, collect, run_chunk, address=address, jobs=jobs)
-        elif jobs == 1 or len(tasks) <= 1:
-            for task in tasks:
-                collect(task, run_chunk(task[0], [p.accel for p, _ in task[1]]))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-            ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_signals)
-            try:
-                futures = [pool.submit(run_chunk, nodes, [p.accel for p, _ in chunk]) for nodes, chunk in tasks]
-                for task, fut in zip(tasks, futures):
-                    collect(task, fut.result())
-            except BaseException:
-                # interrupted (SIGINT, SIGTERM) or failed: no worker outlives the driver
-                _stop_pool(pool)
-                raise
-            pool.shutdown(wait=True)
+                for task in tasks:                      # failed rows, never recorded as done
+                    n = task.stop - task.start
+                    ref = ChunkRef("failed-" + task.key, task.point0, n, 0, n)
+                    parts.write(ref.key, [{**_identity(task.model, task.batch, task.entry.spec(i)),
+                                           "status": "failed", "error": err}
+                                          for i in range(task.start, task.stop)])
+                    result.chunks.append(ref)
+                    result.failed_points += n
+                    if bar:
+                        bar.update(n)
     except KeyboardInterrupt as e:
         result.interrupted = getattr(e, "signum", None) or True
-        log("fodlam sweep: interrupted; every finished point is kept (cache and output)")
+        log("fodlam sweep: interrupted; every finished chunk is kept (parts and output)")
     finally:
-        cache.close()
+        if pool is not None:
+            pool.shutdown(wait=True)
         if bar:
             bar.close()
-    result.rows = [rows[i] for i in sorted(rows)]
+    result.chunks.sort(key=lambda ref: ref.point0)
     return result
+
+
+def _execute(tasks, nodes, parts, result, backend, address, jobs, pool, bar, on_chunk=None):
+    """Run one group's chunks; finished chunks are recorded as they finish."""
+    def collect(task, ref: ChunkRef):
+        result.chunks.append(ref)
+        result.computed += ref.rows
+        result.failed_points += ref.failed
+        if ref.failed == 0:           # a chunk with a failed point runs again next time
+            parts.record([ref])
+        if bar:
+            bar.update(ref.rows)
+        if on_chunk:
+            on_chunk(ref)
+
+    if backend == "ray":
+        from .sweep_ray import run_tasks
+        run_tasks([(nodes, t) for t in tasks], collect, cost_chunk, address=address, jobs=jobs,
+                  extra=(parts,))
+        return pool
+    if jobs == 1 or len(tasks) == 1 and pool is None:
+        for task in tasks:
+            collect(task, cost_chunk(nodes, task, parts))
+        return pool
+    import multiprocessing
+    from concurrent import futures
+    if pool is None:
+        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        pool = futures.ProcessPoolExecutor(min(jobs, max(1, len(tasks))), mp_context=ctx,
+                                           initializer=_worker_signals)
+    try:
+        pending, queue = {}, iter(tasks)
+        window = 2 * jobs
+        for task in queue:                              # at most `window` chunks in flight
+            pending[pool.submit(cost_chunk, nodes, task, parts)] = task
+            if len(pending) >= window:
+                finished, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+                for fut in finished:
+                    collect(pending.pop(fut), fut.result())
+        while pending:
+            finished, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            for fut in finished:
+                collect(pending.pop(fut), fut.result())
+    except BaseException:
+        # interrupted (SIGINT, SIGTERM) or failed: no worker outlives the driver
+        _stop_pool(pool)
+        raise
+    return pool
 
 
 # ---- output ---------------------------------------------------------------------------
 
-def columns(sweep: Sweep) -> list[str]:
+#: columns every result keeps, whatever --columns says
+REQUIRED_COLUMNS = ["point", "model", "batch", "accelerator", "overrides", "process_nm", "status",
+                    "error", "energy_j", "latency_s"]
+_INT_COLUMNS = {"point", "batch", "macs", "unmodeled_nodes"}
+_STR_COLUMNS = {"model", "accelerator", "overrides", "scaling", "status", "error"}
+
+
+def all_columns(sweep: Sweep) -> list[str]:
     return BASE_COLUMNS + list(sweep.override_keys) + KIND_COLUMNS
 
 
-def table_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
-    cols = columns(sweep)
-    out = []
-    for r in rows:
-        full = {c: r.get(c, "") for c in cols}
-        for k, v in json.loads(r["overrides"]).items() if r.get("overrides") else ():
-            full[k] = v
-        out.append(full)
+def columns(sweep: Sweep) -> list[str]:
+    """The result's columns: every one, or the ones ``--columns`` keeps (plus the point's
+    identity and its totals, always)."""
+    full = all_columns(sweep)
+    if sweep.keep_columns is None:
+        return full
+    keep = set(sweep.keep_columns) | set(REQUIRED_COLUMNS)
+    return [c for c in full if c in keep]
+
+
+def select_columns(sweep: Sweep, spec: str) -> None:
+    """``--columns``: "all", "minimal" (no per-kind columns), or a comma-separated list of
+    column names (``by-kind`` stands for the per-kind energy and latency columns)."""
+    full = all_columns(sweep)
+    if spec in (None, "", "all"):
+        sweep.keep_columns = None
+        return
+    names = []
+    for name in (n.strip() for n in spec.split(",")):
+        if name == "minimal":
+            names += [c for c in full if c not in KIND_COLUMNS]
+        elif name == "by-kind":
+            names += KIND_COLUMNS
+        elif name in full:
+            names.append(name)
+        else:
+            raise InputError(f"--columns: no column '{name}'; choose from all, minimal, by-kind or "
+                             f"{', '.join(full)}")
+    sweep.keep_columns = names
+
+
+def column_types(sweep: Sweep) -> dict:
+    out = {}
+    for c in all_columns(sweep):
+        if c in _INT_COLUMNS:
+            out[c] = "int"
+        elif c in _STR_COLUMNS:
+            out[c] = "str"
+        else:
+            out[c] = sweep.override_types.get(c, "float")
     return out
 
 
-def write_csv(path, sweep: Sweep, rows: list[dict]) -> None:
-    """The sweep's rows as CSV, written atomically (never a half-written file)."""
+def _csv_value(v):
+    return "" if v is None else (repr(v) if isinstance(v, float) else v)
+
+
+def write_csv(path, sweep: Sweep, rows) -> None:
+    """The sweep's rows (any iterable: a Result's ``iter_rows()`` streams them) as CSV,
+    written atomically (never a half-written file)."""
     import csv
 
     from ._io import atomic_path
     cols = columns(sweep)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, cols, lineterminator="\n")
-        w.writeheader()
-        for r in table_rows(sweep, rows):
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_csv_value(r.get(c)) for c in cols])
 
 
-def write_parquet(path, sweep: Sweep, rows: list[dict]) -> None:
+def write_parquet(path, sweep: Sweep, rows) -> None:
+    """The sweep's rows as one Parquet file (zstd), written atomically: from a Result its
+    parts are streamed in order, one row group per chunk; from a list, in one go."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError("Parquet output needs pyarrow: pip install 'fodlam[sweep]' (or use --no-parquet)") from None
-    cols = columns(sweep)
-    data = table_rows(sweep, rows)
-    numeric = set(["macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes", "point"] + KIND_COLUMNS
-                  + list(sweep.override_keys))
-    arrays = {}
-    for c in cols:
-        values = [r[c] for r in data]
-        if c in numeric or c in ("batch", "process_nm"):
-            arrays[c] = pa.array([None if v == "" else float(v) for v in values], pa.float64())
-        else:
-            arrays[c] = pa.array([str(v) for v in values], pa.string())
-    table = pa.table(arrays)
     from ._io import atomic_path
+    parts = rows.parts if isinstance(rows, Result) else Parts("", columns(sweep), column_types(sweep))
+    schema = parts.schema()
     with atomic_path(path) as tmp:
-        pq.write_table(table, str(tmp), compression="zstd")
+        with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
+            if isinstance(rows, Result):
+                for ref in rows.chunks:
+                    writer.write_table(parts.read_table(ref).select(schema.names).cast(schema))
+            else:
+                writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows],
+                                                        schema=schema))
 
 
 def read_results(path) -> list[dict]:

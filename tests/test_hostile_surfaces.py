@@ -297,26 +297,30 @@ def test_failed_report_leaves_no_empty_file(tmp_path):
     assert not out.exists()
 
 
-def test_hostile_cache_lines_are_recomputed_and_never_rename_points(folder):
+def test_hostile_cache_index_lines_are_recomputed(folder):
     from fodlam import sweeps as S
 
     (folder / "sweep.toml").write_text(
         '[[models]]\nname = "real"\ntorch = "hostile_models.py:small"\ninput_shape = [1, 3, 8, 8]\n'
-        '[[accelerators]]\nprofile = "tpu-v1"\ngrid = { "architecture.clock_mhz" = [500, 700] }\n')
+        '[[accelerators]]\nprofile = "tpu-v1"\ngrid = { "architecture.clock_mhz" = [500, 700, 900, 1100] }\n')
     spec = S.load_sweep(folder / "sweep.toml")
-    cache = folder / "c.jsonl"
-    clean = S.run(spec, jobs=1, cache_path=cache, quiet=True)
-    lines = cache.read_text().splitlines()
-    first = json.loads(lines[0])
-    first["row"]["model"] = "forged"
-    first["row"]["point"] = 99
-    cache.write_bytes(b"\xff\xfe not utf-8\n" + b"[1, 2]\n" + b'{"key": 5, "row": {}}\n'
-                      + json.dumps(first).encode() + b"\n" + lines[1].encode() + b"\n")
-    again = S.run(spec, jobs=1, cache_path=cache, quiet=True)
-    assert [r["model"] for r in again.rows] == ["real", "real"]
-    assert [r["point"] for r in again.rows] == [0, 1]
-    assert again.cached == 1 and again.computed == 1
-    assert [r["energy_j"] for r in again.rows] == [r["energy_j"] for r in clean.rows]
+    cache = folder / "parts"
+    clean = S.run(spec, jobs=1, cache_path=cache, chunk_size=2, quiet=True)
+    lines = (cache / "index.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    forged = json.loads(lines[0])
+    forged["rows"] = "many"
+    (cache / "index.jsonl").write_bytes(b"\xff\xfe not utf-8\n" + b"[1, 2]\n" + b'{"key": 5, "rows": 1}\n'
+                                        + json.dumps(forged).encode() + b"\n" + lines[1].encode() + b"\n")
+    again = S.run(spec, jobs=1, cache_path=cache, chunk_size=2, quiet=True)
+    assert [r["model"] for r in again.rows] == ["real"] * 4
+    assert [r["point"] for r in again.rows] == [0, 1, 2, 3]
+    assert again.cached == 2 and again.computed == 2
+    assert again.rows == clean.rows
+    # a part that vanished is recomputed even though the index lists it
+    next(cache.glob("*.parquet")).unlink()
+    third = S.run(spec, jobs=1, cache_path=cache, chunk_size=2, quiet=True)
+    assert third.computed == 2 and third.rows == clean.rows
 
 
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo", "folder"])
@@ -343,14 +347,14 @@ def test_sigterm_stops_the_workers_and_keeps_finished_points(folder):
         'grid = { "architecture.clock_mhz" = [' + ", ".join(str(100 + i) for i in range(400)) + "],"
         ' "architecture.array_k" = [' + ", ".join(str(8 + i) for i in range(60)) + "] }\n")
     code = ("import sys; from fodlam.cli import main; "
-            "sys.exit(main(['sweep', sys.argv[1], '--jobs', '2', '--no-parquet', '-q']))")
+            "sys.exit(main(['sweep', sys.argv[1], '--jobs', '2', '--no-parquet', '-q', '--chunk-size', '400']))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder / "sweep.toml")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    cache = folder / "sweep-results.cache.jsonl"
+    cache = folder / "sweep-results.parts" / "index.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and (not cache.exists() or cache.stat().st_size < 2000):
-        time.sleep(0.2)
-    assert cache.exists(), "no point finished in time"
+    while time.time() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    assert cache.exists(), "no chunk finished in time"
     children = _children(proc.pid)
     assert children, "the sweep started no workers"
     proc.send_signal(signal.SIGTERM)
@@ -358,10 +362,17 @@ def test_sigterm_stops_the_workers_and_keeps_finished_points(folder):
     assert proc.returncode == 143, err.decode()[-2000:]
     time.sleep(0.5)
     assert [c for c in children if _alive(c)] == [], "a worker outlived the sweep"
-    kept = len(cache.read_text().splitlines())
-    assert kept > 0
+    kept = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert kept and len(kept) < 60                     # stopped part-way: 24,000 points, 60 chunks
     rows = (folder / "sweep-results.csv").read_text().splitlines()
-    assert len(rows) - 1 >= kept                       # every finished point is in the output
+    assert len(rows) - 1 == sum(k["rows"] for k in kept)   # every finished chunk is in the output
+    # the rerun costs only the chunks that were missing
+    r = run_cli("sweep", str(folder / "sweep.toml"), "--no-parquet", "-q", "--chunk-size", "400",
+                "--jobs", "2", isolated=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    done = sum(k["rows"] for k in kept)
+    assert f"({24000 - done} computed, {done} from the cache, 0 failed)" in r.stderr
+    assert len((folder / "sweep-results.csv").read_text().splitlines()) == 24001
 
 
 def _children(pid):

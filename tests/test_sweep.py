@@ -3,6 +3,7 @@ whatever the worker count, resumable cache, failures, Pareto fronts, the Ray bac
 report."""
 
 import json
+import time
 import sys
 
 import pytest
@@ -108,15 +109,24 @@ def test_output_identical_for_one_and_two_workers(project):
 
 
 def test_cache_resumes_and_extends(project):
-    cache = project / "c.jsonl"
+    cache = project / "parts"
     first = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
     again = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
     assert again.computed == 0 and again.cached == len(first.rows)
-    assert [r["energy_j"] for r in again.rows] == [r["energy_j"] for r in first.rows]
-    # extend the grid: only the new points are computed
-    write(project, grid='{ "architecture.array_k" = [32, 64, 128], "architecture.clock_mhz" = [500, 1000] }')
+    assert again.rows == first.rows
+    # the cache is an index of finished chunks beside their parts
+    index = (cache / "index.jsonl").read_text().splitlines()
+    assert len(index) == len(list(cache.glob("*.parquet"))) == 2 * 2 * 2   # models x batches x entries
+    # extend the sweep with another accelerator entry: only its points are computed
+    write(project, grid='{ "architecture.array_k" = [32, 64], "architecture.clock_mhz" = [500, 1000] }',
+          extra='[[accelerators]]\nprofile = "tpu-v1"\n')
     more = S.run(S.load_sweep(project / "sweep.toml"), jobs=2, cache_path=cache, quiet=True)
-    assert more.cached == len(first.rows) and more.computed == 2 * 2 * 2 * 2
+    assert more.cached == len(first.rows) and more.computed == 2 * 2 * 2
+    # changing an entry's axes recomputes that entry's chunks, and only them
+    write(project, grid='{ "architecture.array_k" = [32, 64, 128], "architecture.clock_mhz" = [500, 1000] }',
+          extra='[[accelerators]]\nprofile = "tpu-v1"\n')
+    grown = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
+    assert grown.computed == 2 * 2 * 6 * 2 and grown.cached == 2 * 2 * (2 + 2)
 
 
 def test_interrupt_keeps_finished_points(project, monkeypatch):
@@ -132,10 +142,12 @@ def test_interrupt_keeps_finished_points(project, monkeypatch):
 
     monkeypatch.setattr(S, "run_chunk", flaky)
     res = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, chunk_size=5, quiet=True)
-    assert res.interrupted and res.computed == 10 and len(res.rows) == 10
+    # chunks of at most 5 points within each accelerator entry (8 and 2 points): 5 + 3 done
+    assert res.interrupted and res.computed == 8 and len(res.rows) == 8
+    assert all(r["status"] == "ok" for r in res.rows)
     monkeypatch.setattr(S, "run_chunk", real)
-    rest = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, quiet=True)
-    assert rest.cached == 10 and rest.computed == 30 and not rest.failed
+    rest = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, chunk_size=5, quiet=True)
+    assert rest.cached == 8 and rest.computed == 32 and not rest.failed
 
 
 def test_failed_model_is_reported_once_and_exits_1(project):
@@ -198,6 +210,12 @@ def test_ray_backend_equals_the_process_pool(project):
     finally:
         ray.shutdown()
     assert remote.rows == local.rows and not remote.failed
+    # the workers wrote the parts; the final files are the process pool's, byte for byte
+    for res, name in ((local, "local"), (remote, "ray")):
+        S.write_csv(project / f"{name}.csv", spec, res.iter_rows())
+        S.write_parquet(project / f"{name}.parquet", spec, res)
+    for ext in ("csv", "parquet"):
+        assert (project / f"local.{ext}").read_bytes() == (project / f"ray.{ext}").read_bytes()
 
 
 def test_sweep_imports_no_heavy_package_until_used():
@@ -243,3 +261,69 @@ scaling = "stillmaker-baas"
     assert not res.failed and len(res.rows) == 6
     lat = [r["latency_s"] for r in res.rows[:4]]
     assert lat[0] >= lat[3]                      # more PE rows never slower
+
+
+def test_points_are_lazy_and_a_typo_in_a_huge_grid_is_reported_at_once(tmp_path):
+    axis = ", ".join(str(8 + i) for i in range(1000))
+    text = ('[[models]]\ntorch = "examples.zoo:TwoInputNet"\ninput_shape = [[1, 3, 16, 16], [1, 10]]\n'
+            '[[accelerators]]\nprofile = "tpu-v1"\n'
+            f'grid = {{ "architecture.array_k" = [{axis}], "architecture.array_n" = [{axis}], '
+            f'"architecture.clock_mhz" = [{axis}] }}\n')
+    (tmp_path / "big.toml").write_text(text)
+    t = time.perf_counter()
+    spec = S.load_sweep(tmp_path / "big.toml")
+    assert time.perf_counter() - t < 2.0
+    assert len(spec.points) == 10 ** 9
+    last = spec.points[10 ** 9 - 1]
+    assert dict(last.accel.overrides) == {"architecture.array_k": 1007, "architecture.array_n": 1007,
+                                          "architecture.clock_mhz": 1007}
+    assert dict(spec.points[1234567].accel.overrides) == {
+        "architecture.array_k": 8 + 1, "architecture.array_n": 8 + 234, "architecture.clock_mhz": 8 + 567}
+    (tmp_path / "typo.toml").write_text(text.replace('"architecture.clock_mhz"', '"architecture.clok_mhz"'))
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match="clok_mhz"):
+        S.load_sweep(tmp_path / "typo.toml")
+    assert time.perf_counter() - t < 1.0
+
+
+def test_lazy_points_match_the_product_order(project):
+    import itertools
+    spec = S.load_sweep(project / "sweep.toml")
+    expected = [(m.name, b, a) for m, b, a in itertools.product(spec.models, spec.batches, list(spec.accels))]
+    assert [(p.model.name, p.batch, p.accel) for p in spec.points] == expected
+    assert [p.index for p in spec.points] == list(range(len(expected)))
+
+
+def test_dry_run_plans_without_running(project):
+    r = run_cli("sweep", str(project / "sweep.toml"), "--dry-run", "--jobs", "2")
+    assert r.returncode == 0, r.stderr
+    assert "40 points in" in r.stderr and "estimated run time" in r.stderr and "us/point" in r.stderr
+    assert not (project / "sweep-results.csv").exists() and not (project / "sweep-results.parts").exists()
+
+
+def test_columns_and_csv_limit(project, monkeypatch):
+    from fodlam import cli
+    r = run_cli("sweep", str(project / "sweep.toml"), "--columns", "minimal", "--no-cache", "-q")
+    assert r.returncode == 0, r.stderr
+    header = (project / "sweep-results.csv").read_text().splitlines()[0].split(",")
+    assert "energy_j" in header and "architecture.array_k" in header and "energy_j_conv" not in header
+    rows = S.read_results(project / "sweep-results.parquet")
+    assert len(rows) == 40 and "energy_j_conv" not in rows[0]
+    r = run_cli("sweep", str(project / "sweep.toml"), "--columns", "energy_j,bogus", "--no-cache")
+    assert r.returncode == 2 and "no column 'bogus'" in r.stderr
+    (project / "sweep-results.csv").unlink()
+    monkeypatch.setattr(cli, "CSV_LIMIT", 10)
+    r = run_cli("sweep", str(project / "sweep.toml"), "--no-cache", "-q")
+    assert r.returncode == 0 and "the CSV is not written" in r.stderr
+    assert not (project / "sweep-results.csv").exists() and (project / "sweep-results.parquet").exists()
+    r = run_cli("sweep", str(project / "sweep.toml"), "--no-cache", "-q", "--csv")
+    assert r.returncode == 0 and (project / "sweep-results.csv").exists()
+
+
+def test_parts_are_the_unit_of_output(project):
+    cache = project / "parts"
+    res = S.run(S.load_sweep(project / "sweep.toml"), jobs=2, cache_path=cache, quiet=True, chunk_size=3)
+    assert sum(ref.rows for ref in res.chunks) == 40 == len(res.rows)
+    assert [r["point"] for r in res.rows] == list(range(40))
+    parts = sorted(cache.glob("*.parquet"))
+    assert len(parts) == len(res.chunks) and not list(cache.glob("*.tmp"))

@@ -106,6 +106,21 @@ class Summary:
         cands.append(r)
 
 
+def _readable_log_axes(ax) -> None:
+    """Log axes whose labels never overlap: a few major ticks, plain numbers, no minor
+    labels."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, numticks=5))
+        fmt = ScalarFormatter()
+        fmt.set_scientific(True)
+        fmt.set_powerlimits((-3, 4))
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelsize=7)
+
+
 def _summary(rows) -> Summary:
     return rows if isinstance(rows, Summary) else Summary(rows)
 
@@ -133,6 +148,7 @@ def figure_pareto(rows):
                     label="Pareto front")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _readable_log_axes(ax)
         ax.set_title(model, fontsize=10)
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("energy (mJ)")
