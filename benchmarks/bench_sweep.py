@@ -78,15 +78,20 @@ def _grid(points: int) -> str:
             f'"architecture.clock_mhz" = [{clocks}] }}')
 
 
-def scale_child(points: int, jobs: int) -> None:
+def scale_child(points: int, jobs: int, onnx: bool = False) -> None:
     import json
     import shutil
 
-    import torch  # noqa: F401  (the user's model imports it; not part of the sweep's time)
+    import torch  # the user's model imports it; not part of the sweep's time
 
     tmp = Path(tempfile.mkdtemp())
     (tmp / "two.py").write_text(TWO_NODES)
-    (tmp / "s.toml").write_text(f'[[models]]\ntorch = "{tmp / "two.py"}:net"\ninput_shape = [1, 3, 32, 32]\n'
+    model = f'torch = "{tmp / "two.py"}:net"\ninput_shape = [1, 3, 32, 32]'
+    if onnx:
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU())
+        torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(tmp / "two.onnx"), dynamo=False)
+        model = f'onnx = "{tmp / "two.onnx"}"'
+    (tmp / "s.toml").write_text(f'[[models]]\n{model}\n'
                                 f'[[accelerators]]\nprofile = "tpu-v1"\n{_grid(points)}\n')
     t0 = time.perf_counter()
     sweep = S.load_sweep(tmp / "s.toml")
@@ -96,11 +101,13 @@ def scale_child(points: int, jobs: int) -> None:
     res = S.run(sweep, jobs=jobs, cache_path=tmp / "parts", quiet=True,
                 on_chunk=lambda ref: first or first.append(time.perf_counter() - t0))
     t_run = time.perf_counter() - t0
+    run_rss = rss_mb()
     t0 = time.perf_counter()
     S.write_parquet(tmp / "out.parquet", sweep, res)
     t_write = time.perf_counter() - t0
     n = len(sweep.points)
     print(json.dumps({"points": n, "load_s": t_load, "first_chunk_s": first[0], "run_s": t_run,
+                      "import_s": res.import_s, "run_rss_mb": run_rss,
                       "us_per_point": 1e6 * t_run / n, "write_s": t_write,
                       "parquet_mb": (tmp / "out.parquet").stat().st_size / 1e6,
                       "parts_mb": sum(p.stat().st_size for p in (tmp / "parts").iterdir()) / 1e6,
@@ -108,18 +115,20 @@ def scale_child(points: int, jobs: int) -> None:
     shutil.rmtree(tmp)
 
 
-def scale(sizes, jobs: int) -> None:
+def scale(sizes, jobs: int, onnx: bool = False) -> None:
     import json
     import subprocess
 
-    print(f"{'points':>12s} {'load s':>7s} {'first chunk s':>14s} {'run s':>8s} {'us/point':>9s} "
-          f"{'parquet s':>10s} {'parquet MB':>11s} {'driver peak RSS MB':>19s}")
+    print(f"{'points':>12s} {'model':>6s} {'load s':>7s} {'import s':>9s} {'first chunk s':>14s} {'run s':>8s} "
+          f"{'us/point':>9s} {'parquet s':>10s} {'parquet MB':>11s} {'RSS MB after run':>17s} "
+          f"{'driver peak RSS MB':>19s}")
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--scale-child", str(n), "--jobs", str(jobs)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--scale-child", str(n), "--jobs", str(jobs)]
+                             + (["--onnx"] if onnx else []), capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{r['points']:12,d} {r['load_s']:7.2f} {r['first_chunk_s']:14.2f} {r['run_s']:8.1f} "
-              f"{r['us_per_point']:9.1f} {r['write_s']:10.1f} {r['parquet_mb']:11.0f} {r['peak_rss_mb']:19.0f}")
+        print(f"{r['points']:12,d} {'onnx' if onnx else 'torch':>6s} {r['load_s']:7.2f} {r['import_s']:9.2f} "
+              f"{r['first_chunk_s']:14.2f} {r['run_s']:8.1f} {r['us_per_point']:9.1f} {r['write_s']:10.1f} "
+              f"{r['parquet_mb']:11.0f} {r['run_rss_mb']:17.0f} {r['peak_rss_mb']:19.0f}")
     tmp = Path(tempfile.mkdtemp())
     (tmp / "two.py").write_text(TWO_NODES)
     axis = ", ".join(str(8 + i) for i in range(1000))
@@ -140,12 +149,13 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, nargs="+", metavar="N", help="cluster-scale runs of N points")
     ap.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--onnx", action="store_true", help="--scale on the model exported to ONNX")
     args = ap.parse_args(argv)
     if args.scale_child:
-        scale_child(args.scale_child, args.jobs)
+        scale_child(args.scale_child, args.jobs, args.onnx)
         return 0
     if args.scale:
-        scale(args.scale, args.jobs)
+        scale(args.scale, args.jobs, args.onnx)
         return 0
     tmp = Path(tempfile.mkdtemp())
     (tmp / "deepmlp.py").write_text(MLP)

@@ -977,6 +977,10 @@ def write_csv(path, sweep: Sweep, rows) -> None:
             w.writerow([_csv_value(r.get(c)) for c in cols])
 
 
+#: rows per row group of the final Parquet file
+ROW_GROUP = 65536
+
+
 def write_parquet(path, sweep: Sweep, rows) -> None:
     """The sweep's rows as one Parquet file (zstd), written atomically: from a Result its
     parts are streamed in order, one row group per chunk; from a list, in one go."""
@@ -991,8 +995,18 @@ def write_parquet(path, sweep: Sweep, rows) -> None:
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
             if isinstance(rows, Result):
+                # parts gathered into row groups of about ROW_GROUP rows: few row groups (small
+                # footer metadata), bounded memory
+                batch, n = [], 0
                 for ref in rows.chunks:
-                    writer.write_table(parts.read_table(ref).select(schema.names).cast(schema))
+                    table = parts.read_table(ref).select(schema.names).cast(schema)
+                    batch.append(table)
+                    n += table.num_rows
+                    if n >= ROW_GROUP:
+                        writer.write_table(pa.concat_tables(batch), row_group_size=n)
+                        batch, n = [], 0
+                if batch:
+                    writer.write_table(pa.concat_tables(batch), row_group_size=n)
             else:
                 writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows],
                                                         schema=schema))
