@@ -157,6 +157,8 @@ def main(argv=None) -> int:
     if args.scale:
         scale(args.scale, args.jobs, args.onnx)
         return 0
+    import pyarrow.parquet  # noqa: F401  (the parts' writer: a one-time import, not per point)
+
     tmp = Path(tempfile.mkdtemp())
     (tmp / "deepmlp.py").write_text(MLP)
     models = [("resnet50", "examples.zoo:resnet50", [1, 3, 224, 224]),

@@ -436,15 +436,21 @@ def point_key(model_id: str, batch, acc_key: str) -> str:
     return hashlib.sha256(json.dumps([model_id, batch, acc_key, __version__]).encode()).hexdigest()
 
 
-def cost_nodes(nodes, acc: Accelerator) -> dict:
-    """Totals of a lowered model on one accelerator: what a sweep row holds."""
-    from . import models
+@dataclass(frozen=True)
+class CostPlan:
+    """What every point of a model shares: its distinct layers (the same layer is costed
+    once per point), the order in which their costs add up, its MACs and its unmodeled
+    nodes: computed once per chunk, not once per point."""
 
-    model = models.for_accelerator(acc)
-    energy = latency = 0.0
+    keys: tuple              # distinct (layer, reference)
+    order: tuple             # (index into keys, layer kind) in graph order
+    macs: int
+    unmodeled: int
+
+
+def cost_plan(nodes) -> CostPlan:
+    keys, index, order = [], {}, []
     macs = unmodeled = 0
-    kinds: dict = {}
-    seen: dict = {}            # repeated blocks: the same layer is costed once per point
     for node in nodes:
         if not node.modeled:
             unmodeled += 1
@@ -452,16 +458,32 @@ def cost_nodes(nodes, acc: Accelerator) -> dict:
         macs += node.macs
         for i, layer in enumerate(node.layers):
             key = (layer, node.reference if i == 0 else None)
-            est = seen.get(key)
-            if est is None:
-                est = seen[key] = model.estimate(*key)
-            energy += est.energy_j
-            latency += est.latency_s
-            k = kinds.setdefault(layer.kind, [0.0, 0.0])
-            k[0] += est.energy_j
-            k[1] += est.latency_s
-    row = {"macs": macs, "energy_j": energy, "latency_s": latency, "edp_js": energy * latency,
-           "unmodeled_nodes": unmodeled}
+            j = index.get(key)
+            if j is None:
+                j = index[key] = len(keys)
+                keys.append(key)
+            order.append((j, layer.kind))
+    return CostPlan(tuple(keys), tuple(order), macs, unmodeled)
+
+
+def cost_nodes(nodes, acc: Accelerator, plan: CostPlan | None = None) -> dict:
+    """Totals of a lowered model on one accelerator: what a sweep row holds."""
+    from . import models
+
+    plan = plan or cost_plan(nodes)
+    model = models.for_accelerator(acc)
+    ests = [model.estimate(*key) for key in plan.keys]
+    energy = latency = 0.0
+    kinds: dict = {}
+    for j, kind in plan.order:          # graph order: the same sums as costing node by node
+        est = ests[j]
+        energy += est.energy_j
+        latency += est.latency_s
+        k = kinds.setdefault(kind, [0.0, 0.0])
+        k[0] += est.energy_j
+        k[1] += est.latency_s
+    row = {"macs": plan.macs, "energy_j": energy, "latency_s": latency, "edp_js": energy * latency,
+           "unmodeled_nodes": plan.unmodeled}
     for kind in KINDS:
         e, t = kinds.get(kind, (0.0, 0.0))
         row[f"energy_j_{kind}"] = e
@@ -471,10 +493,11 @@ def cost_nodes(nodes, acc: Accelerator) -> dict:
 
 def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:
     """Cost one model's graph nodes on a chunk of accelerator points (runs in a worker)."""
+    plan = cost_plan(nodes)
     out = []
     for accel in accels:
         try:
-            out.append(cost_nodes(nodes, effective(accel)))
+            out.append(cost_nodes(nodes, effective(accel), plan=plan))
         except Exception as e:  # noqa: BLE001 - one point fails with its reason, never the sweep
             out.append({"error": _one_line(e)})
     return out

@@ -228,10 +228,10 @@ def test_a_point_that_cannot_be_costed_fails_alone(folder, monkeypatch):
         '[[accelerators]]\nprofile = "tpu-v1"\ngrid = { "architecture.clock_mhz" = [500, 700, 900] }\n')
     real = S.cost_nodes
 
-    def flaky(nodes, acc):
+    def flaky(nodes, acc, **kw):
         if acc.architecture.clock_mhz == 700:
             raise ZeroDivisionError("division by zero")
-        return real(nodes, acc)
+        return real(nodes, acc, **kw)
     monkeypatch.setattr(S, "cost_nodes", flaky)
     res = S.run(S.load_sweep(folder / "sweep.toml"), jobs=1, quiet=True)
     assert [r["status"] for r in res.rows] == ["ok", "failed", "ok"]
