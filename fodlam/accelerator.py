@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ._paths import calibration_dir
@@ -178,8 +178,6 @@ def _value(kind: str, value, min0: bool, where: str):
 def parse_section(cls, table, where: str):
     """A TOML table as the frozen dataclass ``cls``, validated (``where`` names the file
     and table in errors)."""
-    from dataclasses import fields
-
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
     known = {f.name: f for f in fields(cls)}
@@ -298,8 +296,6 @@ class Accelerator:
         (``{"architecture": {"clock_mhz": 800}, "shape_model.conv": {...}}``): each changed
         value is validated as loading would validate it, every other section is shared
         (sweeps derive millions of variants this way)."""
-        from dataclasses import fields
-
         label = f"accelerator profile {self.path or self.name}"
         out = copy.copy(self)
         object.__setattr__(out, "params", params)

@@ -427,15 +427,6 @@ def effective(accel: AccelSpec) -> Accelerator:
     return acc
 
 
-def accel_key(acc: Accelerator) -> str:
-    return json.dumps([acc.cost_model, acc.process_nm, acc.technology_scaling, acc.params],
-                      sort_keys=True, default=str)
-
-
-def point_key(model_id: str, batch, acc_key: str) -> str:
-    return hashlib.sha256(json.dumps([model_id, batch, acc_key, __version__]).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class CostPlan:
     """What every point of a model shares: its distinct layers (the same layer is costed
@@ -540,15 +531,6 @@ def _one_line(e: BaseException) -> str:
         return str(e)
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"
-
-
-def _base_row(p: Point) -> dict:
-    acc = p.accel
-    return {"point": p.index, "model": p.model.name, "batch": "" if p.batch is None else p.batch,
-            "accelerator": acc.profile.rsplit("/", 1)[-1].removesuffix(".toml"),
-            "overrides": acc.overrides_text,
-            "process_nm": "" if acc.process_nm is None else acc.process_nm,
-            "scaling": acc.scaling or ""}
 
 
 def _progress(total: int, quiet: bool):
