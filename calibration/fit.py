@@ -420,7 +420,7 @@ def profile_toml(fit: Fit, evaluation: dict, *, name: str, description: str, pro
              'technology_scaling = "dennard"', "", "[sources]"]
     lines += [f"{k} = {val(v)}" for k, v in sources.items()]
     lines += ["", "[architecture]"] + [f"{k} = {val(v)}" for k, v in fit.arch.items() if k != "clock_hz"]
-    dispatch = dict((base_params or {}).get("dispatch") or {"rule": "gemm-to-sparse"})
+    dispatch = dict((base_params or {}).get("dispatch") or {"rule": "energy"})
     lines += ["", "[dispatch]"] + [f"{k} = {val(v)}" for k, v in dispatch.items()]
     roof = (base_params or {}).get("roofline")
     if roof:

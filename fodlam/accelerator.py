@@ -26,7 +26,8 @@ NODE_RANGE = (1.0, 1000.0)
 # Each TOML table of a profile is parsed once, when the profile loads, into a frozen
 # dataclass: an unknown key, a value of the wrong type or out of its range, or a missing
 # required field is a one-line ConfigError naming the file, the table and the key. Field
-# metadata: ``kind`` is "int", "float", "str", "ints" (a list of positive integers) or
+# metadata: ``kind`` is "int", "float", "str", "bool", "strs" (a list of strings), "ints"
+# (a list of positive integers) or
 # "table" (free-form); ``positive`` (> 0, the default for numbers) or ``min0`` (>= 0).
 
 def _f(kind="float", default=None, *, min0=False):
@@ -54,10 +55,18 @@ class Architecture:
     pe_cols: int | None = _f("int")
     fc_pes: int | None = _f("int")
     fc_clock_mhz: float | None = _f()
+    # whole-chip mechanisms of the weight-stationary array (docs/model.md, "Around the array")
+    weight_format: str | None = _f("str")       # "dense" (default) or "tiles": DRAM holds
+                                                # weights as whole padded array tiles
+    double_buffered: bool | None = _f("bool")   # the array holds a second weight tile
+    shared_buffer: bool | None = _f("bool")     # weights and input data share onchip_bytes
+    winograd: bool | None = _f("bool")          # 3x3 stride-1 convs as Winograd F(2x2, 3x3)
 
     def __post_init__(self):
         if self.activations not in (None, "streamed", "resident"):
             raise ValueError(f"activations must be 'streamed' or 'resident', not {self.activations!r}")
+        if self.weight_format not in (None, "dense", "tiles"):
+            raise ValueError(f"weight_format must be 'dense' or 'tiles', not {self.weight_format!r}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,34 @@ class Energy:
     dram_j_per_byte: float = _f()
     leakage_w: float = _f(default=0.0, min0=True)
     process_nm: float | None = _f()
+    # energy beyond the datapath: clock tree, control and pipeline registers, per PE of the
+    # array per cycle it runs, at its own node (the figure it is derived from)
+    overhead_j_per_pe_cycle: float = _f(default=0.0, min0=True)
+    overhead_process_nm: float | None = _f()
+    provenance: str | None = _f("str")
+
+
+#: what an output pipeline can absorb (``[pipeline] absorbs``), see ``fodlam/fusion.py``
+PIPELINE_CLASSES = ("bias", "batchnorm", "activation", "lut", "add", "mul", "pool")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """``[pipeline]``: the post-processing a MAC layer's outputs flow through on their way
+    out (NVDLA's SDP and PDP, TPU v1's activation unit): the op classes it absorbs, and the
+    elements per cycle it processes (pooling at its own rate where it has one)."""
+
+    absorbs: tuple = _f("strs")
+    elements_per_cycle: float = _f()
+    pool_elements_per_cycle: float | None = _f()
+    op_j: float | None = _f()          # energy per absorbed operation (default: [energy] mac_j)
+    provenance: str | None = _f("str")
+
+    def __post_init__(self):
+        bad = [a for a in self.absorbs if a not in PIPELINE_CLASSES]
+        if bad:
+            raise ValueError(f"absorbs: unknown class(es) {', '.join(bad)}; known: "
+                             f"{', '.join(PIPELINE_CLASSES)}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +144,7 @@ class RooflineFigures:
 class Dispatch:
     """``[dispatch]``: which engine runs each loop nest (fodlam-shape)."""
 
-    rule: str = _f("str", "gemm-to-sparse")
+    rule: str = _f("str", "energy")
     says: str | None = _f("str")
 
 
@@ -147,7 +184,8 @@ class ShapeModel:
 
 
 SECTIONS = {"architecture": Architecture, "power": Power, "energy": Energy,
-            "roofline": RooflineFigures, "dispatch": Dispatch, "shape_model": ShapeModel}
+            "roofline": RooflineFigures, "dispatch": Dispatch, "shape_model": ShapeModel,
+            "pipeline": Pipeline}
 SUBSECTIONS = {("shape_model", "conv"): ConvCoefficients, ("shape_model", "fc"): FcCoefficients}
 
 
@@ -156,6 +194,14 @@ def _value(kind: str, value, min0: bool, where: str):
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, not {value!r}")
         return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if kind == "strs":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return tuple(value)
     if kind == "ints":
         if not isinstance(value, list) or not value or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
@@ -264,6 +310,7 @@ class Accelerator:
     roofline: RooflineFigures | None = field(default=None, init=False, compare=False, repr=False)
     dispatch: Dispatch | None = field(default=None, init=False, compare=False, repr=False)
     shape_model: ShapeModel | None = field(default=None, init=False, compare=False, repr=False)
+    pipeline: Pipeline | None = field(default=None, init=False, compare=False, repr=False)
     precision: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self):
@@ -356,6 +403,29 @@ def read_toml(path: Path, what: str = "") -> dict:
 
 
 def _from_toml(path: Path) -> Accelerator:
+    """The profile in a TOML file; parsed once per file version (path, size, mtime): an
+    Accelerator is immutable, so a sweep or a benchmark that loads it again shares it."""
+    try:
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None:
+        hit = _PARSED.get(key)
+        if hit is not None:
+            return hit
+    acc = _parse_toml(path)
+    if key is not None:
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        _PARSED[key] = acc
+    return acc
+
+
+_PARSED: dict = {}
+
+
+def _parse_toml(path: Path) -> Accelerator:
     data = read_toml(path, "accelerator profile")
     missing = [k for k in ("name", "cost_model", "process_nm") if k not in data]
     if missing:

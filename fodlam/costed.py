@@ -39,6 +39,8 @@ def _of_node(attr: str) -> property:
 class NodeCost:
     node: Node
     estimates: tuple[Estimate, ...]
+    #: the MAC node whose output pipeline absorbed this one (fodlam/fusion.py), if any
+    fused_into: str | None = None
 
     energy_j = _total("energy_j", "estimates")
     latency_s = _total("latency_s", "estimates")
@@ -95,6 +97,8 @@ class NodeCost:
             out["energy_j_interval"], out["latency_s_interval"] = interval
         if self.components:
             out["components"] = self.components
+        if self.fused_into:
+            out["fused_into"] = self.fused_into
         return out
 
     @property
@@ -190,6 +194,24 @@ class Profile:
         if by not in ("energy_j", "latency_s", "macs"):
             raise ValueError("by must be 'energy_j', 'latency_s' or 'macs'")
         return sorted(self.nodes, key=lambda n: (-getattr(n, by), n.name))[:k]
+
+    def grouped(self, nodes=None) -> list[tuple[NodeCost, bool]]:
+        """``nodes`` (default: all, in graph order) with the ops each one's output pipeline
+        absorbed listed right after it: [(node, absorbed?)]. An absorbed node whose
+        producer is not among ``nodes`` keeps its own place."""
+        nodes = self.nodes if nodes is None else nodes
+        shown = {n.name for n in nodes}
+        under: dict[str, list] = {}
+        for n in self.nodes:
+            if n.fused_into:
+                under.setdefault(n.fused_into, []).append(n)
+        out = []
+        for n in nodes:
+            if n.fused_into and n.fused_into in shown:
+                continue
+            out.append((n, bool(n.fused_into)))
+            out += [(m, True) for m in under.get(n.name, ())]
+        return out
 
     def check_modeled(self) -> None:
         """Raise UnmodeledError if any node could not be costed (``--strict``)."""
@@ -312,9 +334,12 @@ class Profile:
         energy = self.total_energy_j or 1.0
         shown = self.nodes if top <= 0 or len(self.nodes) <= top else self.top(top)
         title = "nodes" if shown is self.nodes else f"top {len(shown)} nodes by energy"
-        rows = [[n.name, n.op, n.kind, format_count(n.macs), format_si(n.energy_j, "J"),
-                 format_si(n.latency_s, "s"), f"{100 * n.energy_j / energy:.1f}%", n.method]
-                for n in shown]
+        if any(n.fused_into for n in self.nodes):
+            title += " (+ : absorbed by the output pipeline of the node above)"
+        rows = [[("  + " if absorbed else "") + n.name, n.op, n.kind, format_count(n.macs),
+                 format_si(n.energy_j, "J"), format_si(n.latency_s, "s"),
+                 f"{100 * n.energy_j / energy:.1f}%", n.method]
+                for n, absorbed in self.grouped(shown)]
         lines.append("")
         lines.append(title + ":")
         lines += render_table(["name", "op", "kind", "MACs", "energy", "latency", "%energy",
@@ -354,14 +379,32 @@ def build_profile(nodes: list[Node], cost_model, *, network: dict, batch: int = 
                   warnings: list[str] | None = None) -> Profile:
     """Annotate every node with its cost on ``cost_model``. Unmodeled nodes are kept, with
     zero cost. ``network`` describes the model (name, format, source)."""
+    from . import fusion
+
+    pipeline = getattr(cost_model, "pipeline", None)
+    fused = fusion.plan(nodes, pipeline.absorbs) if pipeline is not None else {}
+    own = {}
+    memo: dict = {}          # a layer repeated in the graph is costed once
+
+    def estimate(layer, reference):
+        key = (layer, reference)
+        est = memo.get(key)
+        if est is None:
+            est = memo[key] = cost_model.estimate(layer, reference)
+        return est
+    for node in nodes:
+        if node.modeled and node.name not in fused:
+            own[node.name] = tuple(estimate(layer, node.reference if i == 0 else None)
+                                   for i, layer in enumerate(node.layers))
+    if fused:
+        own.update(fusion.cost_chains(nodes, fused, own, cost_model,
+                                      streamed=getattr(cost_model, "streamed", False)))
     costed = []
     for node in nodes:
-        if node.modeled:
-            estimates = tuple(cost_model.estimate(layer, node.reference if i == 0 else None)
-                              for i, layer in enumerate(node.layers))
-        else:
-            estimates = ()
-        costed.append(NodeCost(node, estimates))
+        estimates = own.get(node.name, ())
+        if node.modeled and not estimates and node.layers:
+            estimates = tuple(cost_model.estimate(layer) for layer in node.layers)
+        costed.append(NodeCost(node, estimates, fused.get(node.name)))
     return Profile(nodes=costed, model=network, accelerator=cost_model.accelerator.to_dict(),
                    cost_model=cost_model.describe(), batch=batch, warnings=list(warnings or []))
 

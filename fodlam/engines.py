@@ -88,8 +88,13 @@ def precision(arch: Architecture, bits) -> int:
     in ``precisions``, else the widest listed one below it (an fp32 model runs at 16 bits
     on a 16-bit array, as it would be deployed), else the narrowest listed; the profile's
     native width (``bytes_per_element``) when the layer states none."""
-    native = int(round(float(arch.bytes_per_element or 2) * 8))
-    supported = sorted(int(b) for b in (arch.precisions or (native,)))
+    return _precision(arch.bytes_per_element, arch.precisions, bits)
+
+
+@lru_cache(maxsize=1024)
+def _precision(bytes_per_element, precisions, bits) -> int:
+    native = int(round(float(bytes_per_element or 2) * 8))
+    supported = sorted(int(b) for b in (precisions or (native,)))
     if not bits:
         return native
     if bits in supported:
@@ -270,10 +275,22 @@ class WeightStationary:
         self.name = name
         self.power, self.energy = power, energy
         self.peak = self.ak * self.an * self.clock_hz
+        #: set by the cost model: per-byte energies of a [power] profile moved from their node
+        #: to the power figures' node; the datapath overhead moved from its own node to the
+        #: other energies' node (each by the profile's technology rule)
+        self.energy_factor = 1.0
+        self._at: dict = {}         # nest bits -> at()
+        self.overhead_factor = 1.0
+        #: an addition costs this fraction of an 8-bit MAC (Horowitz, ISSCC 2014: 8-bit add
+        #: 0.03 pJ of a 0.23 pJ multiply-add)
+        self.add_fraction = 0.03 / 0.23
 
     def at(self, nest: Nest) -> tuple[int, int, int, float, float | None]:
         """(bits, array_k, array_n, bytes per element, MAC energy) for the nest's precision:
         ``[precision."BITS"]`` in the profile overrides the array and energy figures."""
+        hit = self._at.get(nest.bits)
+        if hit is not None:
+            return hit
         bits = precision(self.arch, nest.bits)
         o = self.per_precision.get(str(bits))
         mac_j = self.energy.mac_j if self.energy else None
@@ -282,37 +299,141 @@ class WeightStationary:
             mac_j = o.mac_j if o.mac_j is not None else mac_j
             ak = o.array_k if o.array_k is not None else ak
             an = o.array_n if o.array_n is not None else an
-        return bits, int(ak), int(an), bits / 8, mac_j
+        out = self._at[nest.bits] = (bits, int(ak), int(an), bits / 8, mac_j)
+        return out
 
-    def mapping(self, nest: Nest) -> dict:
+    def mapping(self, nest: Nest, *, scalesim: bool = False) -> dict:
+        """How the nest runs on the array, in closed form (docs/model.md, "Around the
+        array"). ``scalesim=True`` keeps SCALE-Sim's rules (no Winograd, no group packing,
+        no double buffering, no shared buffer) for ``validation/scalesim_compare.py``."""
         bits, ak, an, bpe, _ = self.at(nest)
+        a = self.arch
         fill = 2 * ak + an - 2
         K, N, T = nest.k, nest.m, nest.rows
-        folds_k, folds_n = math.ceil(K / ak), math.ceil(N / an)
+        g, steps = nest.groups, nest.steps
+        # Winograd F(2x2, 3x3) (Lavin & Gray, CVPR 2016) where the profile has it and the
+        # layer allows it (3x3, stride 1, no dilation): 16 multiplies per 2x2 outputs and
+        # input channel instead of 36, i.e. the reduction of 4 taps per output instead of 9;
+        # the filters are stored transformed (4x4 per channel pair)
+        wino = bool(a.winograd) and not scalesim and nest.taps == 9 and nest.r == 3 and \
+            nest.s == 3 and nest.stride == 1 and nest.dilation == 1
+        sub, k_s, t_s = 1, (4 * nest.c if wino else K), T
+        # groups placed side by side on the array (a block-diagonal weight tile) where
+        # several fit: gpt groups share one tile, its fill and its drain
+        gpt = 1
+        if g > 1 and not scalesim and k_s <= ak and N <= an:
+            gpt = max(1, min(g, ak // k_s, an // N))
+        k_t, n_t = k_s * gpt, N * gpt
+        folds_k, folds_n = math.ceil(k_t / ak), math.ceil(n_t / an)
         folds = folds_k * folds_n
-        # rows stay on chip while every weight tile passes over them; rows that do not fit
-        # are processed in tiles, each of which loads every weight tile again. A row holds
-        # its share of the input map (never more than its im2col row: a strided 1x1 conv
-        # reads only the pixels it samples), reused by every column of weight tiles, and
-        # the partial sums of one column of tiles (outputs leave as each column finishes)
-        reps = nest.steps * nest.groups
-        row_in = min(nest.in_elems / max(1, reps * T), K)
-        row_bytes = (row_in + min(N, an)) * bpe
-        rows_per_tile = max(1, int(self.onchip // max(row_bytes, 1e-9)))
-        tiles = math.ceil(T / rows_per_tile)
-        cycles = reps * folds * (tiles * fill + T)
-        b_bytes = reps * K * N * bpe * tiles
+        reps = steps * math.ceil(g / gpt) * sub          # weight-tile sets, each over t_s rows
+        # weight bytes: the network's (useful), as stored (Winograd: 4x4 transformed
+        # filters), and as DRAM moves them: whole padded array tiles where the profile
+        # stores weights in tile format
+        useful_w = steps * g * K * N * bpe
+        stored_w = steps * g * N * (16 * nest.c if wino else K) * bpe
+        tiled = a.weight_format == "tiles" and not scalesim
+        w_bytes = reps * folds * ak * an * bpe if tiled else stored_w
+        in_bytes = nest.in_elems * bpe
+        streamed = self.activations == "streamed"
+        order, refetch = "weights once per row tile", 0.0
+        if a.shared_buffer and not scalesim:
+            # each group (and step) is its own product with its own operands: the order is
+            # chosen for one, and every one moves the same. Keeping the data and streaming
+            # the weights passes every weight tile over each data slice (a fill and drain
+            # each); of the orders, the fewest DRAM bytes, unless another is faster
+            units = steps * g
+            order, passes_w, passes_d = self._shared_order(
+                nest, w_bytes / units, in_bytes / units, k_s, an, bpe, sub,
+                seconds=lambda pw, pd: max(
+                    reps * folds * (pd * fill + t_s) / self.clock_hz,
+                    (w_bytes * pd + (in_bytes * pw + nest.out_elems * bpe if streamed else 0))
+                    / self.dram_bw))
+            tiles = passes_d
+            b_bytes = w_bytes * passes_d
+            in_dram = in_bytes * passes_w
+            refetch = w_bytes * (passes_d - 1) + in_bytes * (passes_w - 1)
+        else:
+            # rows stay on chip while every weight tile passes over them; rows that do not
+            # fit are processed in tiles, each of which loads every weight tile again. A row
+            # holds its share of the input map (never more than its im2col row: a strided
+            # 1x1 conv reads only the pixels it samples), reused by every column of weight
+            # tiles, and the partial sums of one column of tiles
+            row_in = min(nest.in_elems / max(1, steps * g * T), K)
+            row_bytes = gpt * (row_in + min(N, an)) * bpe
+            rows_per_tile = max(1, int(self.onchip // max(row_bytes, 1e-9)))
+            tiles = math.ceil(t_s / rows_per_tile)
+            b_bytes = w_bytes * tiles
+            in_dram = in_bytes
+            refetch = w_bytes * (tiles - 1)
+        if a.double_buffered and not scalesim:
+            # the next weight tile shifts in (array_k cycles) while the rows stream through
+            # the current one: per tile max(rows, shift-in), plus one shift-in, fill and
+            # drain for the whole layer (Jouppi et al., ISCA 2017, Section 2)
+            per_tile = tiles * max(math.ceil(t_s / tiles), ak)
+            cycles = reps * folds * per_tile + fill
+            fill_drain = cycles - reps * folds * t_s
+        else:
+            cycles = reps * folds * (tiles * fill + t_s)
+            fill_drain = reps * folds * tiles * fill
         act = (nest.in_elems + nest.out_elems) * bpe
         # streamed: every layer reads its input maps from DRAM and writes its outputs back
         # (NVDLA); resident: maps stay in the on-chip buffer between layers (TPU v1's
         # Unified Buffer), and rows beyond it cost weight reloads (the row tiles above)
-        act_dram = act if self.activations == "streamed" else 0.0
-        sram = reps * bpe * (T * K * folds_n + T * N * (2 * folds_k - 1)) + b_bytes
-        return dict(bits=bits, array_k=ak, array_n=an, folds=folds, folds_k=folds_k,
-                    folds_n=folds_n, row_tiles=tiles,
-                    fill_drain_cycles=reps * folds * tiles * fill, cycles=cycles,
-                    dram_bytes=b_bytes + act_dram, activation_dram_bytes=act_dram,
-                    sram_bytes=sram)
+        act_dram = (in_dram + nest.out_elems * bpe) if streamed else 0.0
+        sram = reps * bpe * (t_s * k_t * folds_n + t_s * n_t * (2 * folds_k - 1)) + b_bytes
+        engine_macs = steps * g * sub * t_s * k_s * N
+        placement = "one group per weight tile" if g == 1 or gpt == 1 else \
+            f"{gpt} groups side by side per weight tile (block-diagonal)"
+        out = dict(bits=bits, array_k=ak, array_n=an, folds=folds, folds_k=folds_k,
+                   folds_n=folds_n, row_tiles=tiles, fill_drain_cycles=fill_drain, cycles=cycles,
+                   dram_bytes=b_bytes + act_dram, activation_dram_bytes=act_dram,
+                   sram_bytes=sram, weight_bytes_useful=useful_w, weight_bytes_moved=b_bytes,
+                   weight_tiles=reps * folds, engine_macs=engine_macs,
+                   double_buffered=bool(a.double_buffered and not scalesim), winograd=wino)
+        if tiled:
+            out["weight_bytes_padded"] = w_bytes
+        if g > 1:
+            out.update(groups=g, groups_per_tile=gpt, group_placement=placement)
+        if a.shared_buffer and not scalesim:
+            out.update(loop_order=order, refetch_bytes=refetch)
+        if wino:
+            # input transform 32 additions per 4x4 tile and input channel, output transform
+            # 24 per 2x2 output tile and output channel (B^T d B, A^T m A)
+            out["transform_ops"] = steps * g * math.ceil(T / 4) * (32 * nest.c + 24 * N)
+        return out
+
+    def _shared_order(self, nest: Nest, w_bytes: float, in_bytes: float, k_s: int, an: int,
+                      bpe: float, sub: int, seconds=None) -> tuple[str, int, int]:
+        """Weights and input data in one buffer (NVDLA's CBUF): the loop order, in closed
+        form -> (order, passes over the input, passes over the weights). Keeping the weights needs room for one slice of data (the input rows one
+        output row reads); keeping the data needs room for one column of weight tiles."""
+        cap = self.onchip
+        if w_bytes + in_bytes <= cap:
+            return "weights and data both resident", 1, 1
+        if nest.taps > 1:      # the filter's rows of input for one output row of one item
+            d_min = in_bytes * nest.r / max(1, nest.n * max(1, nest.e) * nest.stride)
+        else:                  # one GEMM row
+            d_min = in_bytes / max(1, nest.rows)
+        d_min = min(in_bytes, d_min)
+        w_min = min(w_bytes, sub * k_s * min(nest.m, an) * bpe)
+        options = []
+        if cap > d_min:
+            p = math.ceil(w_bytes / (cap - d_min))
+            options.append((w_bytes + in_bytes * p, 0, "keep weights, stream data"
+                            + (f" ({p} weight slices, data read {p}x)" if p > 1 else ""), p, 1))
+        if cap > w_min:
+            p = math.ceil(in_bytes / (cap - w_min))
+            options.append((in_bytes + w_bytes * p, 1, "keep data, stream weights"
+                            + (f" ({p} data slices, weights read {p}x)" if p > 1 else ""), 1, p))
+        if not options:      # neither a data slice nor a weight column fits: both per row
+            p = math.ceil((w_bytes + in_bytes) / cap)
+            return f"tile both ({p} passes)", p, p
+        # the fastest order (a layer's time never falls as it grows: the least of
+        # monotone times), and of equally fast ones the fewest bytes
+        _, _, order, pw, pd = min(options, key=lambda o: (seconds(o[3], o[4]) if seconds else 0,
+                                                          o[0], o[1]))
+        return order, pw, pd
 
     def cost(self, nest: Nest) -> EngineCost:
         mp = self.mapping(nest)
@@ -321,25 +442,69 @@ class WeightStationary:
         t_d = mp["dram_bytes"] / self.dram_bw
         t = max(t_c, t_d)
         macs = nest.macs
-        parts = self.energy_parts(macs, mp["sram_bytes"], mp["dram_bytes"], t,
-                                  macs / (ak * an * self.clock_hz), mac_j=mac_j)
+        # a wider MAC occupies several of the native array's PEs (nv_full: a 16-bit MAC is
+        # two 8-bit lanes), and their clock and registers with it
+        lanes = (self.ak * self.an) / (ak * an)
+        parts = self.energy_parts(mp["engine_macs"], mp["sram_bytes"], mp["dram_bytes"], t,
+                                  mp["engine_macs"] / (ak * an * self.clock_hz), mac_j=mac_j,
+                                  extra_ops=mp.get("transform_ops", 0),
+                                  pe_cycles=mp["engine_macs"] * lanes)
         bound = "DRAM-bound" if t_d > t_c else "compute-bound"
         util = macs / (mp["cycles"] * ak * an) if mp["cycles"] else 0.0
+        extra = []
+        if mp["winograd"]:
+            extra.append(f"Winograd F(2x2,3x3): {mp['engine_macs']:.4g} multiplies for "
+                         f"{macs:.4g} MACs")
+        if mp.get("groups_per_tile", 1) > 1:
+            extra.append(mp["group_placement"])
+        if mp["double_buffered"]:
+            extra.append("weight tiles double-buffered")
+        if "loop_order" in mp:
+            extra.append(f"{mp['loop_order']}, {mp['refetch_bytes'] / 1e6:.3g} MB re-fetched")
         how = (f"{ak}x{an} array at {mp['bits']} bits, {mp['folds']} weight tile(s) x {mp['row_tiles']} row "
                f"tile(s), {mp['fill_drain_cycles']:.0f} fill/drain cycles of {mp['cycles']:.0f}, "
-               f"utilisation {util:.2f}, {mp['dram_bytes'] / 1e6:.3g} MB DRAM, {bound}")
+               f"utilisation {util:.2f}, {mp['dram_bytes'] / 1e6:.3g} MB DRAM, {bound}"
+               + "".join(f"; {x}" for x in extra))
         mp.update(compute_s=t_c, dram_s=t_d, utilisation=util)
         return EngineCost(self.name, t, parts, bound, how, mp)
 
     def energy_parts(self, macs: float, sram: float, dram: float, seconds: float,
-                     busy_s: float, mac_j: float | None = None) -> dict:
-        """Energy from measured idle/busy power (busy for the seconds the MACs need at peak)
-        or from per-operation energies."""
+                     busy_s: float, mac_j: float | None = None, extra_ops: float = 0.0,
+                     pe_cycles: float | None = None) -> dict:
+        """Energy by component (J, at the figures' node).
+
+        ``[power]`` (measured idle and busy power): static ``idle x T``, the MACs' dynamic
+        ``(busy - idle) x`` the seconds they need at peak, and, where the profile also gives
+        per-byte energies, the bytes moved (DRAM, on-chip SRAM); the measured powers stay
+        the envelope, so a layer's energy lies between ``idle x T`` and ``busy x T`` (the
+        dynamic parts are scaled down together where they would pass it).
+
+        ``[energy]`` (per-operation energies): MACs (and other engine operations, e.g.
+        Winograd transforms), SRAM and DRAM bytes, leakage x T, and the energy beyond the
+        datapath -- clock tree, control, pipeline registers -- per PE-cycle of work
+        (``overhead_j_per_pe_cycle``: per MAC, and an addition's share per other operation)."""
+        en = self.energy
         if self.power:
             idle, busy = float(self.power.idle_w), float(self.power.busy_w)
-            return {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
-        en = self.energy
-        return {"compute": macs * float(en.mac_j if mac_j is None else mac_j),
-                "onchip_sram": sram * float(en.sram_j_per_byte),
-                "dram": dram * float(en.dram_j_per_byte),
-                "static": float(en.leakage_w) * seconds}
+            parts = {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
+            if en is not None:
+                parts["dram"] = dram * float(en.dram_j_per_byte) * self.energy_factor
+                parts["onchip_sram"] = sram * float(en.sram_j_per_byte) * self.energy_factor
+                dyn = parts["dynamic"] + parts["dram"] + parts["onchip_sram"]
+                cap = (busy - idle) * seconds
+                if dyn > cap > 0:
+                    for k in ("dynamic", "dram", "onchip_sram"):
+                        parts[k] *= cap / dyn
+            return parts
+        op_j = float(en.mac_j if mac_j is None else mac_j)
+        parts = {"compute": macs * op_j + extra_ops * float(en.mac_j) * self.add_fraction,
+                 "onchip_sram": sram * float(en.sram_j_per_byte),
+                 "dram": dram * float(en.dram_j_per_byte),
+                 "static": float(en.leakage_w) * seconds}
+        if en.overhead_j_per_pe_cycle:
+            # per PE-cycle of work (a MAC or a vector operation): the array's clock tree,
+            # operand registers and control toggle with the work they carry (clock-gated
+            # where a PE idles), so this grows with the array and with its utilisation
+            work = (macs if pe_cycles is None else pe_cycles) + extra_ops * self.add_fraction
+            parts["clock_control"] = float(en.overhead_j_per_pe_cycle) * self.overhead_factor * work
+        return parts

@@ -49,6 +49,8 @@ class Nest:
     weight_density: float = 1.0
     activation_density: float = 1.0
     bits: int | None = None
+    stride: int = 1             # largest stride of a spatial filter (Winograd needs 1)
+    dilation: int = 1
 
     @property
     def rows(self) -> int:
@@ -114,7 +116,9 @@ def nests(layer: L.Layer) -> tuple[Nest, ...]:
         e = plane[-2] if len(plane) >= 2 else 1
         return (Nest(n=layer.batch, positions=positions, m=m, c=c, taps=taps, groups=g,
                      r=r, s=layer.kernel[-1], e=e, in_elems=layer.input_elems,
-                     out_elems=layer.output_elems, bits=layer.bits),)
+                     out_elems=layer.output_elems, bits=layer.bits,
+                     stride=max(layer.stride),
+                     dilation=max(layer.dilation)),)
     if isinstance(layer, L.FullyConnected):
         return (_gemm(layer.batch, layer.in_features, layer.out_features,
                       weight_density=layer.weight_density,

@@ -34,6 +34,9 @@ class Node:
     modeled: bool = True
     reference: tuple[str, str] | None = None
     note: str = ""
+    #: the nodes whose outputs this node reads (its activation operands, in order; weights
+    #: and the model's inputs have no producer): the dataflow fusion follows
+    inputs: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:

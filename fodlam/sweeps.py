@@ -55,8 +55,8 @@ from .report.sweep import front, group_label
 from .sources import ModelRef
 
 #: the profile tables each cost model reads: only their numeric fields may be swept
-SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy"),
-             "fodlam-shape": ("architecture", "shape_model.conv", "shape_model.fc"),
+SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy", "pipeline"),
+             "fodlam-shape": ("architecture", "shape_model.conv", "shape_model.fc", "pipeline"),
              "fodlam-2017": ()}
 
 BASE_COLUMNS = ["point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling",
@@ -431,22 +431,36 @@ def effective(accel: AccelSpec) -> Accelerator:
 class CostPlan:
     """What every point of a model shares: its distinct layers (the same layer is costed
     once per point), the order in which their costs add up, its MACs and its unmodeled
-    nodes: computed once per chunk, not once per point."""
+    nodes: computed once per chunk, not once per point. ``spans`` place each modeled node's
+    layers in ``order``; ``fusions`` keeps the fusion plan per pipeline (fodlam/fusion.py)."""
 
     keys: tuple              # distinct (layer, reference)
     order: tuple             # (index into keys, layer kind) in graph order
     macs: int
     unmodeled: int
+    spans: tuple = ()        # (node name, start, end) into order
+    nodes: tuple = ()
+    fusions: dict = field(default_factory=dict, compare=False)
+
+    def fusion(self, absorbs) -> dict:
+        from . import fusion
+
+        key = tuple(absorbs)
+        hit = self.fusions.get(key)
+        if hit is None:
+            hit = self.fusions[key] = fusion.plan(self.nodes, key)
+        return hit
 
 
 def cost_plan(nodes) -> CostPlan:
-    keys, index, order = [], {}, []
+    keys, index, order, spans = [], {}, [], []
     macs = unmodeled = 0
     for node in nodes:
         if not node.modeled:
             unmodeled += 1
             continue
         macs += node.macs
+        start = len(order)
         for i, layer in enumerate(node.layers):
             key = (layer, node.reference if i == 0 else None)
             j = index.get(key)
@@ -454,25 +468,40 @@ def cost_plan(nodes) -> CostPlan:
                 j = index[key] = len(keys)
                 keys.append(key)
             order.append((j, layer.kind))
-    return CostPlan(tuple(keys), tuple(order), macs, unmodeled)
+        spans.append((node.name, start, len(order)))
+    return CostPlan(tuple(keys), tuple(order), macs, unmodeled, tuple(spans), tuple(nodes))
 
 
 def cost_nodes(nodes, acc: Accelerator, plan: CostPlan | None = None) -> dict:
-    """Totals of a lowered model on one accelerator: what a sweep row holds."""
+    """Totals of a lowered model on one accelerator: what a sweep row holds (the same sums
+    as ``build_profile``, fused post-processing included)."""
     from . import models
 
     plan = plan or cost_plan(nodes)
     model = models.for_accelerator(acc)
     ests = [model.estimate(*key) for key in plan.keys]
+    pipeline = getattr(model, "pipeline", None)
+    fused = plan.fusion(pipeline.absorbs) if pipeline is not None else {}
+    chains: dict = {}
+    if fused:
+        from . import fusion
+
+        heads = set(fused.values())
+        own = {name: tuple(ests[j] for j, _ in plan.order[a:b]) for name, a, b in plan.spans
+               if name in heads}
+        chains = fusion.cost_chains(plan.nodes, fused, own, model,
+                                    streamed=getattr(model, "streamed", False))
     energy = latency = 0.0
     kinds: dict = {}
-    for j, kind in plan.order:          # graph order: the same sums as costing node by node
-        est = ests[j]
-        energy += est.energy_j
-        latency += est.latency_s
-        k = kinds.setdefault(kind, [0.0, 0.0])
-        k[0] += est.energy_j
-        k[1] += est.latency_s
+    for name, a, b in plan.spans:       # graph order: the same sums as costing node by node
+        chain = chains.get(name)
+        for i, (j, kind) in enumerate(plan.order[a:b]):
+            est = chain[i] if chain is not None else ests[j]
+            energy += est.energy_j
+            latency += est.latency_s
+            k = kinds.setdefault(kind, [0.0, 0.0])
+            k[0] += est.energy_j
+            k[1] += est.latency_s
     row = {"macs": plan.macs, "energy_j": energy, "latency_s": latency, "edp_js": energy * latency,
            "unmodeled_nodes": plan.unmodeled}
     for kind in KINDS:

@@ -402,6 +402,43 @@ class Tracer(TorchDispatchMode):
         self.suppress = 0              # > 0 inside a module lowered whole (RNNs)
         self.origin: dict[int, str] = {}     # id of a weight tensor -> its parameter's name
         self.densities: dict[str, float] = {}  # parameter name -> non-zero fraction
+        # dataflow: id of an activation tensor -> index of the record that produced it, and
+        # record index -> the records its activation operands came from (fusion reads it)
+        self.producer: dict[int, int] = {}
+        self.record_inputs: dict[int, tuple[int, ...]] = {}
+        self.rnn_open: list[int] = []          # records of recurrent modules still running
+
+    def _operands(self, args, kwargs) -> tuple[int, ...]:
+        """Records that produced the activation tensors among ``args``/``kwargs``, in order,
+        once each (weights have no producer)."""
+        out: list[int] = []
+        stack = list(args) + list(kwargs.values())
+        while stack:
+            a = stack.pop(0)
+            if isinstance(a, (list, tuple)):
+                stack[:0] = list(a)
+            elif isinstance(a, torch.Tensor):
+                src = self.producer.get(id(a))
+                if src is not None and src not in out:
+                    out.append(src)
+        return tuple(out)
+
+    def produced(self, out, index: int | None) -> None:
+        """Mark every tensor of ``out`` as produced by record ``index`` (None: forget)."""
+        for t in (out if isinstance(out, (list, tuple)) else [out]):
+            if isinstance(t, torch.Tensor):
+                if index is None:
+                    self.producer.pop(id(t), None)
+                else:
+                    self.producer[id(t)] = index
+                    self._keep.append(t)
+
+    def add_record(self, record: tuple, args=(), kwargs=None, out=None) -> None:
+        """Append a record with its dataflow: its operands' producers, and its outputs."""
+        index = len(self.records)
+        self.records.append(record)
+        self.record_inputs[index] = self._operands(args, kwargs or {})
+        self.produced(out, index)
 
     def mark_weight(self, t, name=None, like=None):
         self.weights.add(id(t))
@@ -437,8 +474,12 @@ class Tracer(TorchDispatchMode):
                     self.mark_weight(t, like=like)
             return out
         if name in SILENT or func.namespace == "prim":
+            # an alias of its first operand: the same producer
+            src = self.producer.get(id(first)) if isinstance(first, torch.Tensor) else None
+            if src is not None:
+                self.produced(out, src)
             return out
-        self.records.append((name, str(func), args, kwargs, out, self.stack[-1]))
+        self.add_record((name, str(func), args, kwargs, out, self.stack[-1]), args, kwargs, out)
         self._keep.append(out)
         return out
 
@@ -616,6 +657,8 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
     def post(module, _args, _out):
         if isinstance(module, RNN_MODULES):
             tracer.suppress -= 1
+            if tracer.suppress == 0 and tracer.rnn_open:
+                tracer.produced(_out, tracer.rnn_open.pop())
         tracer.stack.pop()
 
     def experts_forward(module):
@@ -624,13 +667,19 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
         def forward(hidden_states, top_k_index=None, top_k_weights=None, *args, **kwargs):
             if tracer.suppress == 0:
                 layers, note = _moe_layers(module, hidden_states, top_k_index, moe_routing)
-                tracer.records.append(("__moe__", f"experts:{type(module).__name__}", layers,
-                                       {"note": note}, None, tracer.stack[-1]))
+                index = len(tracer.records)
+                tracer.add_record(("__moe__", f"experts:{type(module).__name__}", layers,
+                                   {"note": note}, None, tracer.stack[-1]), (hidden_states,))
+            else:
+                index = None
             tracer.suppress += 1
             try:
-                return torch.zeros_like(hidden_states)
+                result = torch.zeros_like(hidden_states)
             finally:
                 tracer.suppress -= 1
+            if index is not None:
+                tracer.produced(result, index)
+            return result
         return forward
 
     patched = [m for m in model.modules() if _experts_params(m)]
@@ -811,15 +860,21 @@ def _record_rnn(tracer: Tracer, module, args, kwargs):
     for i in range(module.num_layers):
         inp = module.input_size if i == 0 else out_per_dir * dirs
         layers.append(L.recurrent(cell, seq, batch, inp, module.hidden_size, dirs, proj))
-    tracer.records.append(("__rnn__", f"nn.{type(module).__name__}", layers, {}, None,
-                           tracer.stack[-1]))
+    tracer.rnn_open.append(len(tracer.records))
+    tracer.add_record(("__rnn__", f"nn.{type(module).__name__}", layers, {}, None,
+                       tracer.stack[-1]), args, kwargs)
 
 
 def lower_records(tracer: Tracer) -> list[Node]:
     nodes = []
     counts: dict[str, int] = {}
     named_calls: set[int] = set()
-    for name, qualified, args, kwargs, out, (path, mtype, call_id, leaf) in tracer.records:
+    names: list[str] = []
+    for index, (name, qualified, args, kwargs, out, (path, mtype, call_id, leaf)) in \
+            enumerate(tracer.records):
+        if len(nodes) > len(names):
+            names.append(nodes[-1].name)
+        inputs = tuple(names[i] for i in tracer.record_inputs.get(index, ()) if i < len(names))
         if name in ("__rnn__", "__moe__") or (leaf and path and call_id not in named_calls):
             base = path or qualified
             named_calls.add(call_id)
@@ -830,11 +885,12 @@ def lower_records(tracer: Tracer) -> list[Node]:
         node_name = base if n == 0 else f"{base}#{n}"
         origin = {"module": path, "module_type": mtype, "aten": qualified}
         if name == "__rnn__":
-            nodes.append(Node(node_name, qualified, tuple(args), origin))
+            nodes.append(Node(node_name, qualified, tuple(args), origin, inputs=inputs))
             continue
         if name == "__moe__":
             origin["routing"] = kwargs["note"]
-            nodes.append(Node(node_name, qualified, tuple(args), origin, note=kwargs["note"]))
+            nodes.append(Node(node_name, qualified, tuple(args), origin, note=kwargs["note"],
+                              inputs=inputs))
             continue
         namespace = qualified.split(".", 1)[0]
         fn = ATEN.get(f"{namespace}::{name}") if namespace not in ("aten", "") else None
@@ -846,7 +902,7 @@ def lower_records(tracer: Tracer) -> list[Node]:
             elif OPS.known(name) or name in _REDUCTIONS:
                 layers = _generic(call)
             else:
-                nodes.append(Node(node_name, qualified, (), origin, modeled=False))
+                nodes.append(Node(node_name, qualified, (), origin, modeled=False, inputs=inputs))
                 continue
         except LayerError as e:
             raise ModelError(f"{node_name} ({qualified}): {e}") from None
@@ -854,7 +910,7 @@ def lower_records(tracer: Tracer) -> list[Node]:
         if bits:
             layers = [replace(x, bits=bits) if x.macs and x.bits is None and not
                       isinstance(x, L.Counted) else x for x in layers]
-        nodes.append(Node(node_name, qualified, tuple(layers), origin))
+        nodes.append(Node(node_name, qualified, tuple(layers), origin, inputs=inputs))
     return nodes
 
 

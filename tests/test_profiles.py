@@ -4,6 +4,8 @@ import math
 
 import pytest
 
+from fodlam.nest import nests
+
 import fodlam
 from fodlam import layers as L
 from fodlam.accelerator import bundled, load_accelerator
@@ -41,14 +43,23 @@ def test_systolic_utilisation():
     assert utilisation(257, 256, 256, 256) == pytest.approx(257 / 512)
     assert utilisation(3 * 49, 64, 256, 256) == pytest.approx(147 / 256 * 64 / 256)
     tpu = Roofline("tpu-v1")
-    big = tpu.estimate(L.fc(4096, 4096, 4096))
-    # systolic timing: 16 x 16 weight tiles, each streaming the 4096 rows after 2 x 256 +
-    # 256 - 2 cycles of weight load, fill and drain; the rows (4 KiB of input and one
-    # 256-wide column of partial sums each) fit the 24 MiB buffer in one row tile
-    assert big.latency_s == pytest.approx(256 * (766 + 4096) / 700e6, rel=1e-9)
-    assert big.mapping["row_tiles"] == 1 and big.bound == "compute-bound"
-    nv = Roofline("nvdla-nv-small")     # 128 KiB: 128 rows of 3072 inputs need 4 row tiles
-    assert nv.estimate(L.fc(128, 3072, 768)).mapping["row_tiles"] == 4
+    layer = L.fc(4096, 4096, 4096)
+    big = tpu.estimate(layer)
+    # SCALE-Sim's systolic rule: 16 x 16 weight tiles, each streaming the 4096 rows after
+    # 2 x 256 + 256 - 2 cycles of weight load, fill and drain; the rows (4 KiB of input and
+    # one 256-wide column of partial sums each) fit the 24 MiB buffer in one row tile
+    (nest,) = nests(layer)
+    serial = tpu.array.mapping(nest, scalesim=True)
+    assert serial["cycles"] == 256 * (766 + 4096) and serial["row_tiles"] == 1
+    # TPU v1 double-buffers its weight tiles: the next shifts in while the rows stream,
+    # so a tile costs max(rows, 256) and the layer one shift-in, fill and drain
+    assert big.latency_s == pytest.approx((256 * 4096 + 766) / 700e6, rel=1e-9)
+    assert big.mapping["double_buffered"] and big.bound == "compute-bound"
+    nv = Roofline("nvdla-nv-small")     # 128 KiB shared by 2.4 MiB of weights and 384 KiB of rows
+    mp = nv.estimate(L.fc(128, 3072, 768)).mapping
+    assert mp["refetch_bytes"] > 0 and "stream" in mp["loop_order"]
+    # SCALE-Sim's rule (no shared buffer): 128 rows of 3072 inputs need 4 row tiles
+    assert nv.array.mapping(nests(L.fc(128, 3072, 768))[0], scalesim=True)["row_tiles"] == 4
     small = tpu.estimate(L.fc(1, 4096, 4096))   # one vector: bound by reading the weights
     assert small.latency_s == pytest.approx(4096 * 4096 / 34e9, rel=1e-9)
 

@@ -180,10 +180,17 @@ def test_precision_reaches_layers_and_costs():
     bf16 = {acc: fodlam.profile(model.to(torch.bfloat16), accelerator=acc, **kwargs) for acc in fp32}
     model.float()
     assert {l.bits for n in bf16["generic-template"].nodes for l in n.node.layers if l.macs} == {16}
-    assert bf16["generic-template"].total_energy_j < 0.6 * fp32["generic-template"].total_energy_j
+    # the MACs cost 1.5 instead of 4.6 pJ; the element-wise passes move the same bytes
+    assert bf16["generic-template"].total_energy_j < 0.7 * fp32["generic-template"].total_energy_j
     for acc in ("nvdla-nv-full", "eyeriss-eie-65nm"):
-        assert bf16[acc].total_energy_j == pytest.approx(fp32[acc].total_energy_j, rel=0.02)
+        # the same 16-bit MACs; the bf16 model's casts to fp32 (around its norms and
+        # softmax) are passes of their own, streamed through DRAM on NVDLA
+        assert bf16[acc].total_energy_j == pytest.approx(fp32[acc].total_energy_j, rel=0.05)
     q = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     int8 = fodlam.profile(q, accelerator="nvdla-nv-full", **kwargs)
-    assert int8.total_energy_j < 0.7 * fp32["nvdla-nv-full"].total_energy_j
+    # the fc layers' energy halves (8-bit MACs and weights); the dynamic quantize and
+    # dequantize steps around them are element-wise passes of their own through DRAM
+    assert int8.total_energy_j < 0.8 * fp32["nvdla-nv-full"].total_energy_j
+    fc8, fc16 = (p.by_kind()["fc"]["energy_j"] for p in (int8, fp32["nvdla-nv-full"]))
+    assert fc8 < 0.6 * fc16
     assert "at 16 bits" in next(n.how for n in fp32["nvdla-nv-full"].nodes if n.macs)

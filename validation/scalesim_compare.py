@@ -241,8 +241,12 @@ def compare(args) -> list[dict]:
             nest = nests(layer)[0]
             u = utilisation(nest.k, nest.m, ak, an)
             roof_cycles = layer.macs / (ak * an * u)      # the v1 datasheet roofline, compute part
+            # SCALE-Sim's rules (serial fill and drain per weight tile, one group per tile,
+            # no Winograd, separate buffers); the whole-chip mapping is reported beside it
+            rule = model.array.mapping(nest, scalesim=True)
             rows.append(dict(profile=profile, suite=suite, layer=name, cls=layer_class(layer),
-                             shape=nest.describe(), fodlam_cycles=mp["cycles"], bound=est.bound,
+                             shape=nest.describe(), fodlam_cycles=rule["cycles"], bound=est.bound,
+                             chip_cycles=mp["cycles"],
                              fodlam_dram_cycles=mp["dram_s"] * float(arch["clock_mhz"]) * 1e6,
                              roofline_cycles=roof_cycles, sim=note, mult=mult, tiles=tiles))
             jobs.append((kind, trow, profile, arch))

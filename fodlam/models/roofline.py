@@ -60,6 +60,18 @@ class Roofline:
         self.t_factor, self.p_factor = technology.scale(acc.technology_scaling, measured,
                                                         acc.process_nm)
         self.peak = self.array.peak
+        en = acc.energy
+        if en is not None:
+            rule = acc.technology_scaling
+            if acc.power is not None and en.process_nm is not None:
+                t, p = technology.scale(rule, float(en.process_nm), measured)
+                self.array.energy_factor = t * p
+            if en.overhead_process_nm is not None:
+                base = float(en.process_nm if en.process_nm is not None else acc.process_nm)
+                t, p = technology.scale(rule, float(en.overhead_process_nm), base)
+                self.array.overhead_factor = t * p
+        self.pipeline = acc.pipeline
+        self.streamed = (arch.activations or "streamed") == "streamed"
 
     mode = "per-inference"
     normalisation = ("weight-stationary systolic model for the batch the model is profiled at; "
@@ -98,12 +110,55 @@ class Roofline:
             parts = self.array.energy_parts(layer.macs, 0, 0, t, t)
             how = f"{layer.macs} MACs at peak (no shape known)"
         elif layer.ops:
-            t = layer.ops / (self.vector_width * self.clock_hz)
-            parts = self.array.energy_parts(0, (layer.input_elems + layer.output_elems) * self.bpe,
-                                            0, t, 0.0)
-            how = f"{layer.ops} ops at {self.vector_width} per cycle (rule[ops])"
+            # a pass of its own: the vector unit at vector_width operations per cycle and,
+            # where maps are streamed, the map read from DRAM and written back
+            moved = (layer.input_elems + layer.output_elems) * self.bpe
+            dram = moved if self.streamed else 0.0
+            t_ops = layer.ops / (self.vector_width * self.clock_hz)
+            t = max(t_ops, dram / self.array.dram_bw)
+            parts = self.array.energy_parts(0, moved, dram, t, 0.0, extra_ops=layer.ops)
+            how = (f"{layer.ops} ops at {self.vector_width} per cycle (rule[ops])"
+                   + (f", {dram / 1e6:.3g} MB to and from DRAM" if dram else ""))
         else:
             return Estimate(0.0, 0.0, "none", "no arithmetic and no data moved")
         parts = {k: v * scale_e for k, v in parts.items()}
         return Estimate(sum(parts.values()), t * self.t_factor, "model" if layer.macs else "rule",
                         how, components=parts)
+
+    # -- fused post-processing (fodlam/fusion.py) -------------------------------------------
+    def pipeline_seconds(self, layer) -> tuple[str, float]:
+        """(stage, seconds) the output pipeline needs to pass this layer's elements."""
+        p = self.pipeline
+        if isinstance(layer, L.Pool) and p.pool_elements_per_cycle:
+            return "pool", layer.input_elems / (p.pool_elements_per_cycle * self.clock_hz) * self.t_factor
+        return "post", layer.output_elems / (p.elements_per_cycle * self.clock_hz) * self.t_factor
+
+    def dram_seconds(self, n_bytes: float) -> float:
+        return n_bytes / self.array.dram_bw * self.t_factor
+
+    def element_bytes(self) -> float:
+        return self.bpe
+
+    def absorbed(self, layer, latency_s: float, dram_bytes: float, how: str) -> Estimate:
+        """An op the output pipeline absorbs: its own arithmetic (``[pipeline] op_j``, else an
+        addition's share of a MAC), the bytes of any operand it reads from memory, and the
+        seconds its chain runs past its producer (at the profile's node)."""
+        scale_e = self.t_factor * self.p_factor
+        if latency_s or dram_bytes:
+            parts = self.array.energy_parts(0, 0, dram_bytes, latency_s / self.t_factor, 0.0,
+                                            extra_ops=layer.ops)
+        else:
+            parts = {}
+        if self.power is None:
+            op_j = self.pipeline.op_j
+            en = self.array.energy
+            parts["compute"] = layer.ops * (float(op_j) if op_j else
+                                            float(en.mac_j) * self.array.add_fraction)
+            if en.overhead_j_per_pe_cycle and "clock_control" not in parts:
+                parts["clock_control"] = (float(en.overhead_j_per_pe_cycle) * self.array.overhead_factor
+                                          * layer.ops * self.array.add_fraction)
+        else:
+            busy = float(self.accelerator.power.busy_w) - float(self.accelerator.power.idle_w)
+            parts["dynamic"] = busy * layer.ops / self.peak
+        parts = {k: v * scale_e for k, v in parts.items() if v}
+        return Estimate(sum(parts.values()), latency_s, "fused", how, components=parts)

@@ -41,6 +41,9 @@ DISPATCH = {
                        "nests with one filter tap (GEMMs: Linear, 1x1 conv, matmul, einsum, "
                        "recurrent gates) run on the sparse engine; nests with a spatial filter "
                        "on the row-stationary array"),
+    "energy": (None, "each nest runs on the engine that costs it the least energy (a "
+                     "function of the nest alone: the same GEMM gets the same engine whatever "
+                     "op wrote it)"),
     "array": (lambda n: "array", "every nest runs on the row-stationary array"),
     "sparse": (lambda n: "sparse", "every nest runs on the sparse engine"),
 }
@@ -66,7 +69,7 @@ class ShapeAware:
         self.conv = dict(params["shape_model"]["conv"])
         self.fc = dict(params["shape_model"]["fc"])
         self.fit_info = dict(model.fit or {})
-        self.rule = acc.dispatch.rule if acc.dispatch else "gemm-to-sparse"
+        self.rule = acc.dispatch.rule if acc.dispatch else "energy"
         if self.rule not in DISPATCH:
             raise ConfigError(f"accelerator profile {acc.name}: unknown [dispatch] rule "
                               f"'{self.rule}'; choose one of {', '.join(DISPATCH)}")
@@ -125,11 +128,25 @@ class ShapeAware:
         return energy * self.t_factor * self.p_factor, latency * self.t_factor
 
     def engine_for(self, nest):
-        key = DISPATCH[self.rule][0](nest)
-        return key, self.engines[key]
+        """(key, engine, reason) of the engine the dispatch rule picks for a nest."""
+        pick = DISPATCH[self.rule][0]
+        if pick is not None:
+            key = pick(nest)
+            return key, self.engines[key], f"dispatch rule '{self.rule}': {DISPATCH[self.rule][1]}"
+        costs = {k: e.cost(nest) for k, e in self.engines.items()}
+        key = min(costs, key=lambda k: (costs[k].energy_j, k))
+        figures = ", ".join(f"{self.engines[k].name} {costs[k].energy_j * self.t_factor * self.p_factor:.3g} J "
+                            f"/ {costs[k].latency_s * self.t_factor:.3g} s" for k in costs)
+        return key, self.engines[key], f"least energy of the engines ({figures})"
 
     def _mac_layer(self, layer) -> Estimate:
-        lc = cost_layer(layer, lambda nest: self.engine_for(nest)[1])
+        reasons = []
+
+        def pick(nest):
+            key, engine, reason = self.engine_for(nest)
+            reasons.append(reason)
+            return engine
+        lc = cost_layer(layer, pick)
         if isinstance(layer, L.Recurrent) and layer.ops:
             e_ops, t_ops = self._ops_raw(layer.ops)
             lc.add({"array": e_ops}, t_ops)
@@ -142,7 +159,7 @@ class ShapeAware:
                         energy_interval=self._interval(interval_kind, energy, "energy"),
                         latency_interval=self._interval(interval_kind, latency, "latency"),
                         engine=" + ".join(dict.fromkeys(lc.engines)),
-                        engine_reason=f"dispatch rule '{self.rule}': {DISPATCH[self.rule][1]}",
+                        engine_reason="; ".join(dict.fromkeys(reasons)),
                         mapping=lc.mapping, bound=lc.bound)
 
     def _ops_raw(self, ops: int) -> tuple[float, float]:

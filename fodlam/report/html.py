@@ -13,6 +13,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 .totals{display:flex;gap:28px;margin:14px 0} .totals div{background:#f3f5f8;padding:10px 16px;border-radius:6px}
+td.fused{padding-left:1.4em;color:#555}
 .totals b{display:block;font-size:20px} table{border-collapse:collapse;font-size:13px}
 th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{cursor:pointer;background:#f7f7f7;position:sticky;top:0} th:hover{background:#e8eef7}
@@ -73,9 +74,13 @@ def render(profile, top: int = 25) -> str:
 
     rows = []
     energy_total = profile.total_energy_j or 1.0
-    for n in profile.nodes:
+    for n, absorbed in profile.grouped():
+        name = _cell(n.name, ("\u21b3 " + n.name) if absorbed else n.name)
+        if absorbed:
+            name = name.replace("<td", f'<td class="fused" title="absorbed by the output '
+                                f'pipeline of {e(str(n.fused_into))}"', 1)
         rows.append("<tr>" + "".join([
-            _cell(n.name), _cell(n.op), _cell(n.kind),
+            name, _cell(n.op), _cell(n.kind),
             _cell(n.macs, format_count(n.macs), True),
             _cell(repr(n.energy_j), format_si(n.energy_j, "J"), True),
             _cell(repr(n.latency_s), format_si(n.latency_s, "s"), True),

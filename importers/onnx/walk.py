@@ -45,6 +45,7 @@ class Importer:
         self.g = graph
         self.nodes: list[Node] = []
         self._names: dict[str, int] = {}
+        self._producer: dict[str, str] = {}     # tensor name -> the node that wrote it
 
     def unique(self, name: str) -> str:
         n = self._names.get(name, 0)
@@ -182,9 +183,14 @@ class Importer:
             origin["domain"] = domain
         if modeled and any(x.bits for x in layers):
             origin["bits"] = next(x.bits for x in layers if x.bits)
+        inputs = tuple(dict.fromkeys(self._producer[i] for i in node.input
+                                     if i and i in self._producer))
+        for out in node.output:
+            if out:
+                self._producer[out] = name
         return Node(name=name, op=op_type if not domain or domain == "ai.onnx"
                     else f"{domain}.{op_type}", layers=tuple(layers), origin=origin,
-                    modeled=modeled, note=note)
+                    modeled=modeled, note=note, inputs=inputs)
 
 
 # --------------------------------------------------------------------------------------
