@@ -317,7 +317,7 @@ class WeightStationary:
         # the filters are stored transformed (4x4 per channel pair)
         wino = bool(a.winograd) and not scalesim and nest.taps == 9 and nest.r == 3 and \
             nest.s == 3 and nest.stride == 1 and nest.dilation == 1
-        sub, k_s, t_s = 1, (4 * nest.c if wino else K), T
+        k_s, t_s = (4 * nest.c if wino else K), T
         # groups placed side by side on the array (a block-diagonal weight tile) where
         # several fit: gpt groups share one tile, its fill and its drain
         gpt = 1
@@ -326,7 +326,7 @@ class WeightStationary:
         k_t, n_t = k_s * gpt, N * gpt
         folds_k, folds_n = math.ceil(k_t / ak), math.ceil(n_t / an)
         folds = folds_k * folds_n
-        reps = steps * math.ceil(g / gpt) * sub          # weight-tile sets, each over t_s rows
+        reps = steps * math.ceil(g / gpt)                # weight-tile sets, each over t_s rows
         # weight bytes: the network's (useful), as stored (Winograd: 4x4 transformed
         # filters), and as DRAM moves them: whole padded array tiles where the profile
         # stores weights in tile format
@@ -344,7 +344,7 @@ class WeightStationary:
             # each); of the orders, the fewest DRAM bytes, unless another is faster
             units = steps * g
             order, passes_w, passes_d = self._shared_order(
-                nest, w_bytes / units, in_bytes / units, k_s, an, bpe, sub,
+                nest, w_bytes / units, in_bytes / units, k_s, an, bpe,
                 seconds=lambda pw, pd: max(
                     reps * folds * (pd * fill + t_s) / self.clock_hz,
                     (w_bytes * pd + (in_bytes * pw + nest.out_elems * bpe if streamed else 0))
@@ -382,7 +382,7 @@ class WeightStationary:
         # Unified Buffer), and rows beyond it cost weight reloads (the row tiles above)
         act_dram = (in_dram + nest.out_elems * bpe) if streamed else 0.0
         sram = reps * bpe * (t_s * k_t * folds_n + t_s * n_t * (2 * folds_k - 1)) + b_bytes
-        engine_macs = steps * g * sub * t_s * k_s * N
+        engine_macs = steps * g * t_s * k_s * N
         placement = "one group per weight tile" if g == 1 or gpt == 1 else \
             f"{gpt} groups side by side per weight tile (block-diagonal)"
         out = dict(bits=bits, array_k=ak, array_n=an, folds=folds, folds_k=folds_k,
@@ -404,7 +404,7 @@ class WeightStationary:
         return out
 
     def _shared_order(self, nest: Nest, w_bytes: float, in_bytes: float, k_s: int, an: int,
-                      bpe: float, sub: int, seconds=None) -> tuple[str, int, int]:
+                      bpe: float, seconds=None) -> tuple[str, int, int]:
         """Weights and input data in one buffer (NVDLA's CBUF): the loop order, in closed
         form -> (order, passes over the input, passes over the weights). Keeping the weights needs room for one slice of data (the input rows one
         output row reads); keeping the data needs room for one column of weight tiles."""
@@ -416,7 +416,7 @@ class WeightStationary:
         else:                  # one GEMM row
             d_min = in_bytes / max(1, nest.rows)
         d_min = min(in_bytes, d_min)
-        w_min = min(w_bytes, sub * k_s * min(nest.m, an) * bpe)
+        w_min = min(w_bytes, k_s * min(nest.m, an) * bpe)
         options = []
         if cap > d_min:
             p = math.ceil(w_bytes / (cap - d_min))
