@@ -31,8 +31,9 @@ def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None
 
     ``input_shape``: a tuple for one input, a list of tuples for several; ``inputs``:
     example tensors (real, meta or fake) instead of shapes; ``batch`` overrides the leading
-    dimension; ``dtype``: the dtype of the fake floating inputs (token models get int64
-    ids by default); ``accelerator``: bundled profile name, TOML path or Accelerator
+    dimension; ``dtype``: the floating dtype the model is traced in (its floating inputs
+    and parameters take it, so its MAC layers take that width; a token model's ids stay
+    int64; an integer dtype sets the inputs' type only); ``accelerator``: bundled profile name, TOML path or Accelerator
     (default eyeriss-eie-65nm); ``cost_model``: override the profile's model
     ("fodlam-shape", "fodlam-2017", "fodlam-roofline"); ``node``: rescale the profile to
     another process node (nm); ``strict``: an unmodeled node is an error; ``moe_routing``:

@@ -607,8 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("factory", help="PACKAGE.MODULE:FACTORY returning an nn.Module (or path/to/file.py:FACTORY)")
     p.add_argument("--input-shape", action="append", default=[], metavar="D0,D1,...",
                    help="shape of an input (repeat for several inputs)")
-    p.add_argument("--dtype", help="input dtype, e.g. float32 or int64 (default: float32; "
-                                   "embeddings get int64)")
+    p.add_argument("--dtype", help="the floating dtype the model is traced in, e.g. bfloat16: its "
+                                   "floating inputs and parameters take it (default float32); "
+                                   "a token model's ids stay int64; an integer dtype sets the "
+                                   "inputs' type only")
     add_output_flags(p)
     add_budget_flags(p)
     p.set_defaults(func=cmd_torch)

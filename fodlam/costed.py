@@ -327,7 +327,8 @@ class Profile:
                  f"{self.accelerator.get('name', '?')}, cost model {self.cost_model.get('name')} "
                  f"({self.cost_model.get('mode')}), batch {self.batch}"]
         lines.append(f"total: {format_count(self.total_macs)} MACs, {format_si(self.total_energy_j, 'J')}, "
-                     f"{format_si(self.total_latency_s, 's')} over {len(self.nodes)} nodes")
+                     f"{format_si(self.total_latency_s, 's')} over {len(self.nodes)} "
+                     f"node{'' if len(self.nodes) == 1 else 's'} ({_layer_count(self.nodes)})")
         if self.unmodeled:
             lines.append("unmodeled (not costed): " +
                          ", ".join(f"{op} x{c}" for op, c in self.unmodeled.items()))
@@ -368,6 +369,13 @@ class Profile:
         rows = [[n.name, n.op, n.kind, format_count(n.macs), format_si(n.energy_j, "J"),
                  format_si(n.latency_s, "s"), n.method] for n in self.top(20)]
         return head + html_table(["name", "op", "kind", "MACs", "energy", "latency", "method"], rows)
+
+
+def _layer_count(nodes) -> str:
+    """"3 canonical layers": a node may lower to several (a Linear with its bias add), which
+    is why the by-kind table can have more rows than there are nodes."""
+    n = sum(len(x.node.layers) for x in nodes)
+    return f"{n} canonical layer{'' if n == 1 else 's'}"
 
 
 def _esc(text) -> str:

@@ -35,7 +35,7 @@ from fodlam.nodes import Imported, Node
 try:
     import torch
     from torch import nn
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
     from torch.utils._python_dispatch import TorchDispatchMode
 except ImportError as e:  # pragma: no cover
     raise ImportError("the PyTorch importer needs torch: pip install 'fodlam[torch]'") from e
@@ -407,6 +407,7 @@ class Tracer(TorchDispatchMode):
         self.producer: dict[int, int] = {}
         self.record_inputs: dict[int, tuple[int, ...]] = {}
         self.rnn_open: list[int] = []          # records of recurrent modules still running
+        self.fake = False                      # tracing under FakeTensorMode
 
     def _operands(self, args, kwargs) -> tuple[int, ...]:
         """Records that produced the activation tensors among ``args``/``kwargs``, in order,
@@ -452,6 +453,14 @@ class Tracer(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.fake:
+            # a real tensor met in a fake trace is a constant of the model that is neither a
+            # parameter nor a buffer (an anchor grid, a mask kept as a plain attribute): the
+            # fake mode reads its shape and never its values; it is a weight, folded at load
+            for a in itertools.chain(args, kwargs.values()):
+                if isinstance(a, torch.Tensor) and not isinstance(a, FakeTensor) \
+                        and id(a) not in self.weights and id(a) not in self.producer:
+                    self.mark_weight(a)
         out = func(*args, **kwargs)
         name = func.overloadpacket.__name__ if hasattr(func, "overloadpacket") else str(func)
         if self.suppress:
@@ -463,8 +472,11 @@ class Tracer(TorchDispatchMode):
         derived = self.is_weight(first) and (name in WEIGHT_VIEWS or OPS.is_view(name))
         # an op computed only from weights (a pruning mask applied, weights scaled) is
         # weight preparation, folded at load time: its result is a weight too
-        derived = derived or (len(tensors) > 1 and all(self.is_weight(a) for a in tensors)
-                              and name in ("mul", "add", "sub", "div", "where", "masked_fill"))
+        # (a pruning mask, weight norm's v * g / ||v||, exp of a log-scale): constant folding
+        derived = derived or (bool(tensors) and all(self.is_weight(a) for a in tensors)
+                              and not any(isinstance(a, torch.Tensor) and not self.is_weight(a)
+                                          for v in kwargs.values()
+                                          for a in (v if isinstance(v, (list, tuple)) else [v])))
         if derived:
             # name the result after the operand that is a parameter (weight_orig, not its
             # pruning mask) where one is
@@ -484,8 +496,12 @@ class Tracer(TorchDispatchMode):
         return out
 
 
-def _fake_like(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
-    fake = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="cpu")
+def _fake_like(t: torch.Tensor, requires_grad: bool = False, dtype=None) -> torch.Tensor:
+    """A tensor of ``t``'s shape and strides with no data (under FakeTensorMode); a floating
+    ``t`` takes ``dtype`` where one is given."""
+    if dtype is None or not t.is_floating_point():
+        dtype = t.dtype
+    fake = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=dtype, device="cpu")
     if requires_grad and (fake.is_floating_point() or fake.is_complex()):
         fake.requires_grad_(True)
     return fake
@@ -637,9 +653,20 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
     if shapes is None and inputs is None:
         raise InputError("give input_shape (e.g. (1, 3, 224, 224)) or example inputs=")
     dtype = _dtype(dtype)
+    # a floating dtype is the one the model is traced in: its floating parameters and
+    # inputs take it (so its MAC layers take that width); a token model's ids stay integers
+    float_dtype = dtype if dtype is not None and dtype.is_floating_point else None
 
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
+    # real tensors the forward meets that are not parameters or buffers (plain attributes)
+    # are converted to fakes by shape: no arithmetic runs on them
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    if _has_script_objects(model):
+        # FakeTensorMode's dispatch cache is shared by every instance and compares its keys
+        # with ==, which TorchScript objects (quantized packed weights) do not implement: a
+        # second profile of the same quantized model would fail on a cache hit
+        fake_mode.cache_enabled = False
     tracer = Tracer()
+    tracer.fake = True
     path = "fake tensors (no arithmetic run)"
     flags = {m: m.training for m in model.modules()}
     hooks = []
@@ -696,63 +723,84 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
             raise InputError(f"{type(model).__name__} has uninitialised (lazy) parameters "
                              f"({', '.join(lazy[:3])}); run one forward pass, or build the "
                              "model with explicit sizes, before profiling it")
-        with fake_mode:
-            # one fake per tensor: a tied or shared parameter (an LM head tied to its
-            # embedding) is passed once, and functional_call ties it everywhere it is used
-            state = {}
+        done = False
+        if _meta_traceable(model, shapes, inputs, forward_kwargs, float_dtype):
+            # the model is on the meta device: meta tensors already carry shapes and no data,
+            # and trace faster than fakes (no FakeTensorMode); any failure falls back to fakes
+            tracer.fake = False              # every tensor is a meta tensor: none is a constant
             for name, p in model.named_parameters():
-                state[name] = _fake_like(p, requires_grad=True)
-                tracer.mark_weight(state[name], name)
+                tracer.mark_weight(p, name)
             for name, b in model.named_buffers():
-                state[name] = _fake_like(b)
-                tracer.mark_weight(state[name], name)
-            args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)
-        tracer.densities = densities
-        import logging
-        fake_log = logging.getLogger("torch._subclasses.fake_tensor")
-        level = fake_log.level
-        fake_log.setLevel(logging.CRITICAL)  # a failing forward is reported once, by us
-        try:
-            with fake_mode, tracer:
-                guard_user_code(f"{type(model).__name__}.forward", torch.func.functional_call,
-                                model, state, args, kwargs, strict=False)
-        except UserCodeError:
-            raise
-        except Exception as e:  # noqa: BLE001 - report any failure of the user's forward
-            if _data_dependent(e):
-                why = " ".join(str(e).split())[:160]
-                if not _has_real_inputs_and_weights(model, inputs, forward_kwargs):
-                    raise ModelError(
-                        f"{type(model).__name__}'s forward depends on the values of its data "
-                        f"({type(e).__name__}: {why}), which tracing with fake tensors cannot "
-                        "follow; pass real example inputs= (real tensors, and a model with real "
-                        "weights, not on the meta device) and FODLAM records one real forward "
-                        "pass instead") from None
+                tracer.mark_weight(b, name)
+            tracer.densities = densities
+            try:
+                guard_user_code(f"{type(model).__name__}.forward", _meta_forward, model, tracer,
+                                _meta_inputs(model, shapes, dtype), forward_kwargs)
+                done = True
+                path = "meta tensors (the model is on the meta device; no arithmetic run)"
+            except UserCodeError:
+                raise
+            except Exception:  # noqa: BLE001 - the fake path below reports any real failure
                 tracer = Tracer()
-                tracer.densities = densities
-                real_args, real_kwargs = _real_inputs(inputs, forward_kwargs)
+                tracer.fake = True
+        if not done:
+            with fake_mode:
+                # one fake per tensor: a tied or shared parameter (an LM head tied to its
+                # embedding) is passed once, and functional_call ties it everywhere it is used
+                state = {}
                 for name, p in model.named_parameters():
-                    tracer.mark_weight(p, name)
+                    state[name] = _fake_like(p, requires_grad=True, dtype=float_dtype)
+                    tracer.mark_weight(state[name], name)
                 for name, b in model.named_buffers():
-                    tracer.mark_weight(b, name)
-                with torch.no_grad(), tracer:
-                    guard_user_code(f"{type(model).__name__}.forward", model, *real_args, **real_kwargs)
-                path = f"real forward pass (the forward depends on its data: {type(e).__name__})"
-                e = None
-            if e is None:
-                pass
-            elif shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
-                return trace(model, input_shape, batch=batch,
-                             dtype=torch.float32 if _wants_integer_input(model) else torch.int64,
-                             inputs=None, moe_routing=moe_routing, weight_density=weight_density,
-                             **forward_kwargs)
-            else:
-                msg = " ".join(str(e).split())[:300]
-                raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
-                                 f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
-                                 "input_shape/dtype, or pass example inputs=") from None
-        finally:
-            fake_log.setLevel(level)
+                    state[name] = _fake_like(b, dtype=float_dtype)
+                    tracer.mark_weight(state[name], name)
+                args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)
+            tracer.densities = densities
+            import logging
+            fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+            level = fake_log.level
+            fake_log.setLevel(logging.CRITICAL)  # a failing forward is reported once, by us
+            try:
+                with fake_mode, tracer:
+                    guard_user_code(f"{type(model).__name__}.forward", torch.func.functional_call,
+                                    model, state, args, kwargs, strict=False)
+            except UserCodeError:
+                raise
+            except Exception as e:  # noqa: BLE001 - report any failure of the user's forward
+                if _data_dependent(e):
+                    why = " ".join(str(e).split())[:160]
+                    if not _has_real_inputs_and_weights(model, inputs, forward_kwargs):
+                        raise ModelError(
+                            f"{type(model).__name__}'s forward depends on the values of its data "
+                            f"({type(e).__name__}: {why}), which tracing with fake tensors cannot "
+                            "follow; pass real example inputs= (real tensors, and a model with real "
+                            "weights, not on the meta device) and FODLAM records one real forward "
+                            "pass instead") from None
+                    tracer = Tracer()
+                    tracer.densities = densities
+                    real_args, real_kwargs = _real_inputs(inputs, forward_kwargs)
+                    for name, p in model.named_parameters():
+                        tracer.mark_weight(p, name)
+                    for name, b in model.named_buffers():
+                        tracer.mark_weight(b, name)
+                    with torch.no_grad(), tracer:
+                        guard_user_code(f"{type(model).__name__}.forward", model, *real_args, **real_kwargs)
+                    path = f"real forward pass (the forward depends on its data: {type(e).__name__})"
+                    e = None
+                if e is None:
+                    pass
+                elif shapes is not None and dtype is None and inputs is None and _looks_like_dtype_error(e):
+                    return trace(model, input_shape, batch=batch,
+                                 dtype=torch.float32 if _wants_integer_input(model) else torch.int64,
+                                 inputs=None, moe_routing=moe_routing, weight_density=weight_density,
+                                 **forward_kwargs)
+                else:
+                    msg = " ".join(str(e).split())[:300]
+                    raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
+                                     f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
+                                     "input_shape/dtype, or pass example inputs=") from None
+            finally:
+                fake_log.setLevel(level)
     finally:
         for h in hooks:
             h.remove()
@@ -766,6 +814,64 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
     first = shapes[0] if shapes else None
     resolved_batch = batch if batch is not None else (first[0] if first else 1)
     return nodes, info, resolved_batch
+
+
+def _meta_traceable(model, shapes, inputs, forward_kwargs, float_dtype) -> bool:
+    """Every parameter and buffer on the meta device, inputs given by shape, no dtype to
+    impose and no tensor among the forward's keyword arguments: trace on meta tensors."""
+    if shapes is None or inputs is not None or float_dtype is not None:
+        return False
+    if any(isinstance(v, torch.Tensor) for v in _tensors_in(forward_kwargs)):
+        return False
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    first = next(tensors, None)
+    return first is not None and first.device.type == "meta" and all(
+        t.device.type == "meta" for t in tensors)
+
+
+def _meta_inputs(model, shapes, dtype):
+    if dtype is None:
+        dtype = torch.int64 if _wants_integer_input(model) else torch.float32
+    return tuple(torch.zeros(s, dtype=dtype, device="meta") for s in shapes)
+
+
+def _meta_forward(model, tracer, args, kwargs):
+    with torch.no_grad(), _CpuAttentionOnMeta(), tracer:
+        return model(*args, **kwargs)
+
+
+class _CpuAttentionOnMeta(torch.overrides.TorchFunctionMode):
+    """On meta tensors PyTorch decomposes scaled-dot-product attention into its math ops,
+    where on a CPU (the fake path) it dispatches the fused kernel: call that kernel here, so
+    a model on the meta device lowers to the same nodes as the same model with weights."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention or \
+                getattr(func, "__name__", "") == "scaled_dot_product_attention":
+            names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
+                     "enable_gqa")
+            bound = dict(zip(names, args))
+            bound.update(kwargs)
+            q, k, v = bound.get("query"), bound.get("key"), bound.get("value")
+            mask = bound.get("attn_mask")
+            if all(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in (q, k, v)) \
+                    and q.dim() == 4 and not bound.get("dropout_p") \
+                    and (mask is None or mask.is_floating_point()):
+                # grouped-query attention (fewer key/value heads) goes to the kernel as it is
+                if not (q.shape[-3] == k.shape[-3] == v.shape[-3] or bound.get("enable_gqa")):
+                    return func(*args, **kwargs)
+                return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    q, k, v, 0.0, bool(bound.get("is_causal", False)), attn_mask=mask,
+                    scale=bound.get("scale"))[0]
+        return func(*args, **kwargs)
+
+
+def _has_script_objects(model) -> bool:
+    """True when a module holds a TorchScript object (dynamically quantized Linear's packed
+    parameters)."""
+    script = getattr(torch, "ScriptObject", None) or torch._C.ScriptObject
+    return any(isinstance(v, script) for m in model.modules() for v in vars(m).values())
 
 
 def _data_dependent(e: BaseException) -> bool:
@@ -788,12 +894,22 @@ def _is_real(t) -> bool:
 def _has_real_inputs_and_weights(model, inputs, forward_kwargs) -> bool:
     if inputs is None:
         return False
-    values = list(inputs.values()) if isinstance(inputs, dict) else (
-        [inputs] if isinstance(inputs, torch.Tensor) else list(inputs))
-    values += [v for v in forward_kwargs.values() if isinstance(v, torch.Tensor)]
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    tensors = list(_tensors_in(inputs)) + list(_tensors_in(forward_kwargs))
     return bool(tensors) and all(_is_real(t) for t in tensors) and all(
         _is_real(p) for p in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _tensors_in(value, depth: int = 0):
+    """Every tensor in a value, however nested in lists, tuples and dicts (a detector's list
+    of images, a multimodal model's dict of inputs)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 8 and isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors_in(v, depth + 1)
+    elif depth < 8 and isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors_in(v, depth + 1)
 
 
 def _real_inputs(inputs, forward_kwargs):
@@ -830,7 +946,7 @@ def _make_inputs(model, shapes, dtype, inputs, forward_kwargs):
         if isinstance(inputs, torch.Tensor):
             return (fake(inputs),), kwargs
         return tuple(fake(x) for x in inputs), kwargs
-    if dtype is None:
+    if dtype is None or (dtype.is_floating_point and _wants_integer_input(model)):
         dtype = torch.int64 if _wants_integer_input(model) else torch.float32
     if dtype.is_floating_point or dtype.is_complex:
         return tuple(torch.empty(s, dtype=dtype) for s in shapes), kwargs
