@@ -7,6 +7,7 @@ Public API (importing it never imports torch or onnx)::
     prof = fodlam.profile_onnx("model.onnx")              # ONNX importer
     prof = fodlam.run_config("configs/alexnet.json")       # 2017-style configuration
     res = fodlam.sweep("SWEEP.toml", jobs=2)               # design-space sweep: res.rows
+    gen = fodlam.generate_profile(llm, prompt_len=512, new_tokens=128)   # J and s per token
     prof.total_energy_j, prof.total_latency_s, prof.top(5), prof.to_json()
 """
 
@@ -27,7 +28,7 @@ if (_checkout / "setup.cfg").is_file() and (_checkout / "importers" / "__init__.
         and not (_Path(__file__).resolve().parent / "importers").exists():
     __path__.append(str(_checkout))  # type: ignore[name-defined]  # noqa: F821
 
-from .api import profile, profile_onnx, run_config, sweep  # noqa: E402
+from .api import generate_profile, profile, profile_onnx, run_config, sweep  # noqa: E402
 
-__all__ = ["__version__", "Accelerator", "FodlamError", "Profile", "load_accelerator",
-           "profile", "profile_onnx", "run_config", "sweep"]
+__all__ = ["__version__", "Accelerator", "FodlamError", "Profile", "generate_profile",
+           "load_accelerator", "profile", "profile_onnx", "run_config", "sweep"]

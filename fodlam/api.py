@@ -89,6 +89,24 @@ def _cost_model(accelerator, node=None, cost_model=None, rule=None):
     return models.for_accelerator(resolve(accelerator, node, rule), cost_model=cost_model)
 
 
+def generate_profile(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
+                     accelerator=None, cost_model: str | None = None, node: float | None = None,
+                     samples: int = 3, dtype=None, moe_routing: str = "balanced",
+                     cache: str = "dynamic"):
+    """Profile LLM generation: a prefill pass over ``prompt_len`` tokens, then the decode
+    steps that produce ``new_tokens`` tokens per sequence, each reading the KV cache (see
+    ``fodlam.llm``). Returns a ``fodlam.llm.GenerationProfile``: ``prefill``,
+    ``decode_first`` and ``decode_last`` (Profiles), ``time_to_first_token_s``,
+    ``decode_latency_s_per_token``, ``decode_energy_j_per_token``, ``tokens_per_s``,
+    ``energy_per_token_j``, ``total_energy_j``, ``total_latency_s``, ``kv_cache_bytes``,
+    ``decode_bytes_per_token`` and ``bound`` per phase."""
+    from .llm import generate_profile as run
+
+    return run(model, prompt_len, new_tokens, batch=batch, accelerator=accelerator,
+               cost_model=cost_model, node=node, samples=samples, dtype=dtype,
+               moe_routing=moe_routing, cache=cache)
+
+
 def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str | None = None,
           cache=None, output=None, parquet: bool = True, quiet: bool = True):
     """Run a design-space sweep: ``spec`` is a SWEEP.toml path (or a loaded

@@ -79,10 +79,15 @@ def add_output_flags(p: argparse.ArgumentParser, default_format: str | None = No
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--top", type=int, default=10, metavar="K",
                    help="nodes shown in the table (0: all; default 10)")
-    p.add_argument("--accelerator", metavar="NAME|FILE.toml",
-                   help="accelerator profile (default eyeriss-eie-65nm; see 'fodlam profiles')")
     p.add_argument("--strict", action="store_true",
                    help="error (exit 2) if any node has no cost model")
+    add_accelerator_flags(p)
+
+
+def add_accelerator_flags(p: argparse.ArgumentParser) -> None:
+    """--accelerator, --cost-model, --node and --scaling: which profile costs the model."""
+    p.add_argument("--accelerator", metavar="NAME|FILE.toml",
+                   help="accelerator profile (default eyeriss-eie-65nm; see 'fodlam profiles')")
     p.add_argument("--cost-model", choices=("fodlam-shape", "fodlam-2017", "fodlam-roofline"),
                    help="override the accelerator profile's cost model")
     p.add_argument("--node", type=float, metavar="NM",
@@ -228,6 +233,35 @@ def cmd_torch(args) -> int:
                           dtype=args.dtype, cost_model=getattr(args, "cost_model", None))
     _emit(render(profile, args.format or _default_format(), args.top), args.output)
     return check_budget_flags(profile, args)
+
+
+# ---- fodlam llm --------------------------------------------------------------------------
+
+def cmd_llm(args) -> int:
+    from .api import generate_profile
+    from .sources import parse_positive_int
+
+    target = args.model
+    if target.lower().endswith(".onnx") and ":" not in target:
+        raise InputError(f"{target}: generation is costed from PyTorch models so far; give "
+                         "PACKAGE.MODULE:FACTORY or FILE.py:FACTORY returning the causal LM "
+                         "(a transformers model built from its config is enough), or profile "
+                         "the ONNX graph's one pass with fodlam-onnx")
+    from .importers.torch import build_factory
+
+    model = build_factory(target)
+    gen = generate_profile(model, parse_positive_int(args.prompt, "--prompt"),
+                           parse_positive_int(args.generate, "--generate"),
+                           batch=parse_positive_int(args.batch, "--batch"),
+                           accelerator=_accelerator_arg(args), cost_model=args.cost_model,
+                           samples=parse_positive_int(args.samples, "--samples"), dtype=args.dtype,
+                           cache=args.cache)
+    gen.model["source"] = target
+    if args.html:
+        gen.save_html(args.html)
+    fmt = args.format or _default_format()
+    _emit(gen.to_json() if fmt == "json" else str(gen), args.output)
+    return 0
 
 
 # ---- fodlam check ------------------------------------------------------------------------
@@ -602,6 +636,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("onnx", help="profile an ONNX model (same as fodlam-onnx)")
     add_onnx_args(p)
     p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("llm", help="LLM generation: prefill, then decode steps reading the KV "
+                                   "cache; seconds and joules per generated token")
+    p.add_argument("model", help="PACKAGE.MODULE:FACTORY or FILE.py:FACTORY returning a causal "
+                                 "language model (a transformers ...ForCausalLM; on the meta "
+                                 "device is enough)")
+    p.add_argument("--prompt", default=512, metavar="TOKENS", help="prompt length (default 512)")
+    p.add_argument("--generate", default=128, metavar="TOKENS",
+                   help="tokens generated per sequence (default 128)")
+    p.add_argument("--batch", default=1, metavar="N", help="sequences generated together (default 1)")
+    p.add_argument("--samples", default=3, metavar="K",
+                   help="decode steps traced; the others are interpolated (default 3)")
+    p.add_argument("--dtype", help="the floating dtype the model is traced in, e.g. bfloat16")
+    p.add_argument("--cache", choices=("dynamic", "static"), default="dynamic",
+                   help="the KV cache: the model's growing one (default) or a StaticCache of "
+                        "prompt + generated positions")
+    p.add_argument("--html", metavar="FILE", help="also write the report page to FILE")
+    p.add_argument("--format", choices=("table", "json"),
+                   help="output format (default: table on a terminal, json otherwise)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    add_accelerator_flags(p)
+    p.set_defaults(func=cmd_llm)
 
     p = sub.add_parser("torch", help="profile a PyTorch model from PACKAGE.MODULE:FACTORY")
     p.add_argument("factory", help="PACKAGE.MODULE:FACTORY returning an nn.Module (or path/to/file.py:FACTORY)")

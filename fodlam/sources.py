@@ -109,6 +109,9 @@ class ModelRef:
     dims: tuple = ()
     batch: int | None = None
     base_dir: str | None = None        # a file's folder: put on sys.path for MODULE:FACTORY
+    #: an LLM generation instead of one forward: ((prompt_len, P), (new_tokens, N),
+    #: (samples, K), (cache, "dynamic"|"static")), sweeps' ``llm = {...}`` (fodlam/llm.py)
+    llm: tuple = ()
 
     # ---- parsing --------------------------------------------------------------------
     @classmethod
@@ -256,5 +259,23 @@ class ModelRef:
             with open(self.source, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
-        h.update(json.dumps([self.kind, self.source, self.input_shapes or None, self.dims]).encode())
+        h.update(json.dumps([self.kind, self.source, self.input_shapes or None, self.dims]
+                            + ([list(self.llm)] if self.llm else [])).encode())
         return h.hexdigest()
+
+    def generate(self, *, batch=None):
+        """An LLM generation traced (``fodlam.llm.trace_generation``) for a torch model with
+        ``llm`` set: the prompt pass and sampled decode steps, lowered."""
+        from fodlam.importers.torch import build_factory
+
+        from .llm import trace_generation
+
+        if self.kind != "torch" or not self.llm:
+            raise InputError(f"{self.name}: an LLM entry needs torch = \"MODULE:FACTORY\" and llm = {{...}}")
+        self._on_path()
+        opts = dict(self.llm)
+        trace = trace_generation(build_factory(self.source), opts["prompt_len"], opts["new_tokens"],
+                                 batch=batch or 1, samples=opts.get("samples", 3),
+                                 cache=opts.get("cache", "dynamic"))
+        trace.name = self.name
+        return trace

@@ -225,8 +225,54 @@ def _models(entries, base: Path) -> list[ModelRef]:
         raise ConfigError("the sweep names no models: add [[models]] tables with onnx = ... or torch = ...")
     out = []
     for i, m in enumerate(entries, 1):
-        out += ModelRef.from_table(m, f"[[models]] #{i}", base, globs=True, short_names=True)
+        where = f"[[models]] #{i}"
+        if isinstance(m, dict) and "llm" in m:
+            out += _llm_models(m, where, base)
+            continue
+        out += ModelRef.from_table(m, where, base, globs=True, short_names=True)
     return out
+
+
+#: the LLM generation figures of a sweep row (models with ``llm = {...}``)
+LLM_COLUMNS = ["prompt_len", "new_tokens", "time_to_first_token_s", "decode_latency_s_per_token",
+               "decode_energy_j_per_token", "tokens_per_s", "energy_per_token_j", "kv_cache_bytes"]
+
+
+def _llm_models(m: dict, where: str, base: Path) -> list[ModelRef]:
+    """An LLM entry: ``torch = "MODULE:FACTORY"`` and ``llm = { prompt_len = [...],
+    new_tokens = [...], samples = 3, cache = "dynamic" }``: one model per prompt length and
+    generated-token count (the sweep's ``batches`` are the sequences generated together)."""
+    spec = m["llm"]
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: llm must be a table {{ prompt_len = [512], new_tokens = [128] }}")
+    unknown = sorted(set(spec) - {"prompt_len", "new_tokens", "samples", "cache"})
+    if unknown:
+        raise ConfigError(f"{where}: llm has unknown key(s) {', '.join(unknown)}; known: "
+                          "prompt_len, new_tokens, samples, cache")
+    if "torch" not in m:
+        raise ConfigError(f"{where}: an llm entry needs torch = \"MODULE:FACTORY\" (a causal LM)")
+
+    def axis(key):
+        v = spec.get(key)
+        v = v if isinstance(v, list) else [v]
+        if not v or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+            raise ConfigError(f"{where}: llm.{key} must be a positive integer or a list of them")
+        return v
+    prompts, news = axis("prompt_len"), axis("new_tokens")
+    samples = spec.get("samples", 3)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"{where}: llm.samples must be a positive integer")
+    cache = spec.get("cache", "dynamic")
+    if cache not in ("dynamic", "static"):
+        raise ConfigError(f"{where}: llm.cache must be \"dynamic\" or \"static\"")
+    entry = {k: v for k, v in m.items() if k != "llm"}
+    entry.setdefault("input_shape", [1, 1])       # the generation sets the shapes
+    (ref,) = ModelRef.from_table(entry, where, base, short_names=True)
+    from dataclasses import replace as _replace
+
+    return [_replace(ref, name=f"{ref.name}@prompt{p}+{n}",
+                     llm=(("prompt_len", p), ("new_tokens", n), ("samples", samples), ("cache", cache)))
+            for p in prompts for n in news]
 
 
 def _profile_spec(name: str, base: Path) -> str:
@@ -411,7 +457,10 @@ def load_sweep(path) -> Sweep:
 # ---- importing and costing --------------------------------------------------------------
 
 def import_model(m: ModelRef, batch):
-    """The lowered nodes of a model at a batch (None: the model's own)."""
+    """The lowered nodes of a model at a batch (None: the model's own); for an LLM entry,
+    its traced generation (``fodlam.llm.GenerationTrace``)."""
+    if m.llm:
+        return m.generate(batch=batch)
     return m.load(batch=batch).nodes
 
 
@@ -511,8 +560,43 @@ def cost_nodes(nodes, acc: Accelerator, plan: CostPlan | None = None) -> dict:
     return row
 
 
+def cost_generation_row(trace, acc: Accelerator) -> dict:
+    """A sweep row of an LLM entry: the generation's totals (prefill and every decode step)
+    and its per-token figures; per-kind columns from the prefill and the sampled decode
+    steps (their mean for every step)."""
+    from . import models
+    from .llm import cost_generation
+
+    gen = cost_generation(trace, models.for_accelerator(acc))
+    row = {"macs": gen.total_macs, "energy_j": gen.total_energy_j, "latency_s": gen.total_latency_s,
+           "edp_js": gen.total_energy_j * gen.total_latency_s,
+           "unmodeled_nodes": sum(gen.prefill.unmodeled.values())}
+    steps = gen.decode_steps
+    kinds = {}
+    for prof, weight in [(gen.prefill, 1.0)] + [(gen.decode_first, steps / 2), (gen.decode_last, steps / 2)]:
+        for kind, v in prof.by_kind().items():
+            k = kinds.setdefault(kind, [0.0, 0.0])
+            k[0] += weight * v["energy_j"]
+            k[1] += weight * v["latency_s"]
+    for kind in KINDS:
+        e, t = kinds.get(kind, (0.0, 0.0))
+        row[f"energy_j_{kind}"] = e
+        row[f"latency_s_{kind}"] = t
+    row.update(prompt_len=gen.prompt_len, new_tokens=gen.new_tokens,
+               **{k: getattr(gen, k) for k in LLM_COLUMNS[2:]})
+    return row
+
+
 def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:
     """Cost one model's graph nodes on a chunk of accelerator points (runs in a worker)."""
+    if not isinstance(nodes, list):          # an LLM entry: its traced generation
+        out = []
+        for accel in accels:
+            try:
+                out.append(cost_generation_row(nodes, effective(accel)))
+            except Exception as e:  # noqa: BLE001 - one point fails with its reason
+                out.append({"error": _one_line(e)})
+        return out
     plan = cost_plan(nodes)
     out = []
     for accel in accels:
@@ -942,12 +1026,14 @@ def _execute(tasks, nodes, parts, result, backend, address, jobs, pool, bar, on_
 #: columns every result keeps, whatever --columns says
 REQUIRED_COLUMNS = ["point", "model", "batch", "accelerator", "overrides", "process_nm", "status",
                     "error", "energy_j", "latency_s"]
-_INT_COLUMNS = {"point", "batch", "macs", "unmodeled_nodes"}
+_INT_COLUMNS = {"point", "batch", "macs", "unmodeled_nodes", "prompt_len", "new_tokens",
+                "kv_cache_bytes"}
 _STR_COLUMNS = {"model", "accelerator", "overrides", "scaling", "status", "error"}
 
 
 def all_columns(sweep: Sweep) -> list[str]:
-    return BASE_COLUMNS + list(sweep.override_keys) + KIND_COLUMNS
+    llm = LLM_COLUMNS if any(m.llm for m in sweep.models) else []
+    return BASE_COLUMNS + list(sweep.override_keys) + llm + KIND_COLUMNS
 
 
 def columns(sweep: Sweep) -> list[str]:

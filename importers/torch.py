@@ -637,10 +637,13 @@ def weight_densities(model, spec) -> dict[str, float]:
 
 
 def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_routing="balanced",
-          weight_density=None, **forward_kwargs):
+          weight_density=None, _fake_mode=None, _outputs=None, **forward_kwargs):
     """(nodes, info, batch): the lowered nodes, the network's description and the batch
     they were lowered at. Runs the forward on fake tensors only (or, for a forward that
-    depends on its data, one real pass when real inputs and weights are given)."""
+    depends on its data, one real pass when real inputs and weights are given).
+    ``_fake_mode``: trace in this FakeTensorMode (successive traces that hand each other
+    fake tensors, e.g. a KV cache, share one); ``_outputs``: a list the forward's return
+    value is appended to."""
     if moe_routing not in MOE_ROUTING:
         raise InputError(f"moe_routing must be one of {', '.join(MOE_ROUTING)}, not {moe_routing!r}")
     densities = weight_densities(model, weight_density) if isinstance(model, nn.Module) else {}
@@ -659,7 +662,7 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
 
     # real tensors the forward meets that are not parameters or buffers (plain attributes)
     # are converted to fakes by shape: no arithmetic runs on them
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fake_mode = _fake_mode or FakeTensorMode(allow_non_fake_inputs=True)
     if _has_script_objects(model):
         # FakeTensorMode's dispatch cache is shared by every instance and compares its keys
         # with ==, which TorchScript objects (quantized packed weights) do not implement: a
@@ -734,8 +737,11 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
                 tracer.mark_weight(b, name)
             tracer.densities = densities
             try:
-                guard_user_code(f"{type(model).__name__}.forward", _meta_forward, model, tracer,
-                                _meta_inputs(model, shapes, dtype), forward_kwargs)
+                result = guard_user_code(f"{type(model).__name__}.forward", _meta_forward,
+                                         model, tracer, _meta_inputs(model, shapes, dtype),
+                                         forward_kwargs)
+                if _outputs is not None:
+                    _outputs.append(result)
                 done = True
                 path = "meta tensors (the model is on the meta device; no arithmetic run)"
             except UserCodeError:
@@ -754,7 +760,8 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
                 for name, b in model.named_buffers():
                     state[name] = _fake_like(b, dtype=float_dtype)
                     tracer.mark_weight(state[name], name)
-                args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs)
+                args, kwargs = _make_inputs(model, shapes, dtype, inputs, forward_kwargs,
+                                            fake_mode)
             tracer.densities = densities
             import logging
             fake_log = logging.getLogger("torch._subclasses.fake_tensor")
@@ -762,8 +769,11 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
             fake_log.setLevel(logging.CRITICAL)  # a failing forward is reported once, by us
             try:
                 with fake_mode, tracer:
-                    guard_user_code(f"{type(model).__name__}.forward", torch.func.functional_call,
-                                    model, state, args, kwargs, strict=False)
+                    result = guard_user_code(f"{type(model).__name__}.forward",
+                                             torch.func.functional_call, model, state, args,
+                                             kwargs, strict=False)
+                if _outputs is not None:
+                    _outputs.append(result)
             except UserCodeError:
                 raise
             except Exception as e:  # noqa: BLE001 - report any failure of the user's forward
@@ -928,14 +938,16 @@ def _looks_like_dtype_error(e) -> bool:
                                    "indices", "Expected tensor for argument"))
 
 
-def _make_inputs(model, shapes, dtype, inputs, forward_kwargs):
+def _make_inputs(model, shapes, dtype, inputs, forward_kwargs, fake_mode=None):
     def fake(t):
         if isinstance(t, torch.Tensor):
-            return _fake_like(t)
+            return t if isinstance(t, FakeTensor) else _fake_like(t)
         if isinstance(t, (list, tuple)):
             return type(t)(fake(x) for x in t)
         if isinstance(t, dict):
             return {k: fake(v) for k, v in t.items()}
+        if fake_mode is not None and _holds_real_tensors(t):
+            return _fake_copy(t, fake_mode)
         return t
 
     kwargs = {k: fake(v) for k, v in forward_kwargs.items()}
@@ -951,6 +963,45 @@ def _make_inputs(model, shapes, dtype, inputs, forward_kwargs):
     if dtype.is_floating_point or dtype.is_complex:
         return tuple(torch.empty(s, dtype=dtype) for s in shapes), kwargs
     return tuple(torch.zeros(s, dtype=dtype) for s in shapes), kwargs
+
+
+def _object_tensors(obj, depth: int = 0, seen=None):
+    """The tensors an object holds in its attributes, lists, tuples and dicts (a KV cache's
+    per-layer keys and values), depth-limited."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 6:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _object_tensors(v, depth + 1, seen)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _object_tensors(v, depth + 1, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (nn.Module, type)):
+        for v in vars(obj).values():
+            yield from _object_tensors(v, depth + 1, seen)
+
+
+def _holds_real_tensors(obj) -> bool:
+    return not isinstance(obj, (str, bytes, int, float, bool, type(None), torch.dtype)) and any(
+        not isinstance(t, FakeTensor) for t in _object_tensors(obj))
+
+
+def _fake_copy(obj, fake_mode):
+    """A copy of an object holding real tensors (a user's KV cache) with every tensor
+    replaced by a fake of its shape: the trace may update the copy (a cache appends the
+    new keys and values), never the user's object, and no data is copied."""
+    import copy
+
+    memo = {}
+    with fake_mode:
+        for t in _object_tensors(obj):
+            if not isinstance(t, FakeTensor) and id(t) not in memo:
+                memo[id(t)] = _fake_like(t)
+    return copy.deepcopy(obj, memo)
 
 
 def _record_rnn(tracer: Tracer, module, args, kwargs):
@@ -1052,6 +1103,29 @@ def import_module(model, input_shape=None, *, batch=None, dtype=None, inputs=Non
                                         inputs=inputs, moe_routing=moe_routing,
                                         weight_density=weight_density, **forward_kwargs)
     return Imported(nodes=nodes, network=info, batch=resolved_batch)
+
+
+def import_steps(model, steps, *, dtype=None, moe_routing="balanced", weight_density=None,
+                 probe=None):
+    """Trace several forwards of one model that hand each other tensors (a prefill and the
+    decode steps reading its KV cache), in one fake mode: ``steps`` is a list of
+    ``(input_shape, forward_kwargs or a function of the previous step's output returning
+    them)``. Returns ``[(Imported, output, probe(output))]``: ``probe`` looks at each output
+    before the next step may change it (a cache grows in place)."""
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    out, previous = [], None
+    for shape, kwargs in steps:
+        if callable(kwargs):
+            kwargs = kwargs(previous)
+        outputs: list = []
+        kwargs = dict(kwargs)
+        inputs = kwargs.pop("inputs", None)
+        imported = import_module(model, shape, dtype=dtype, inputs=inputs, moe_routing=moe_routing,
+                                 weight_density=weight_density, _fake_mode=fake_mode,
+                                 _outputs=outputs, **kwargs)
+        previous = outputs[0] if outputs else None
+        out.append((imported, previous, probe(previous) if probe else None))
+    return out
 
 
 def load_factory(spec: str):

@@ -200,6 +200,34 @@ def figure_sensitivity(rows):
     return fig
 
 
+def figure_tokens(summary):
+    """LLM entries: joules per generated token against batch, one line per model (prompt and
+    generated tokens) and accelerator, from the costed rows' sample (median per batch)."""
+    from matplotlib.figure import Figure
+
+    curves: dict = {}
+    for r in summary.sample:
+        if r.get("energy_per_token_j") in (None, "") or r.get("batch") in (None, ""):
+            continue
+        key = f"{r['model']} / {r['accelerator']}"
+        curves.setdefault(key, {}).setdefault(int(r["batch"]), []).append(float(r["energy_per_token_j"]))
+    if not curves:
+        return None
+    fig = Figure(figsize=(7.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for key, by_batch in sorted(curves.items()):
+        xs = sorted(by_batch)
+        ys = [sorted(by_batch[x])[len(by_batch[x]) // 2] for x in xs]
+        ax.plot(xs, ys, "o-", label=key)
+    ax.set_xlabel("batch (sequences generated together)")
+    ax.set_ylabel("J per generated token")
+    ax.set_yscale("log")
+    if max(len(v) for v in curves.values()) > 1:
+        ax.set_xscale("log", base=2)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def png(rows) -> bytes:
     return png_bytes(figure_pareto(rows))
 
@@ -211,6 +239,12 @@ def render(rows, source: str = "") -> str:
     models = list(summary.models)
     pareto_png = png_bytes(figure_pareto(summary))
     sens_png = png_bytes(figure_sensitivity(summary))
+    tokens_fig = figure_tokens(summary)
+    tokens = ("<h2>LLM generation: joules per token</h2>\n<p class=\"muted\">For each LLM entry "
+              "(model, prompt and generated tokens) and accelerator: the median energy per "
+              "generated token, prefill included, at each batch.</p>\n"
+              + _img(png_bytes(tokens_fig), "joules per generated token against batch")
+              if tokens_fig is not None else "")
     table = []
     for model, edge in summary.fronts.items():
         for r in edge:
@@ -239,6 +273,7 @@ def render(rows, source: str = "") -> str:
 <p class="muted">For each swept field: the median, over the points that have a value, of their
 energy-delay product relative to their model's median (below 1: that value helps).</p>
 {_img(sens_png, "sensitivity of the energy-delay product to each swept parameter")}
+{tokens}
 <h2>Pareto points</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{''.join(table)}</tbody></table>
 <script type="application/json" id="sweep-data">{_script_safe(data)}</script>
