@@ -95,7 +95,9 @@ def generate_profile(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
                      cache: str = "dynamic"):
     """Profile LLM generation: a prefill pass over ``prompt_len`` tokens, then the decode
     steps that produce ``new_tokens`` tokens per sequence, each reading the KV cache (see
-    ``fodlam.llm``). Returns a ``fodlam.llm.GenerationProfile``: ``prefill``,
+    ``fodlam.llm``). ``model``: a causal (or encoder-decoder) language model, e.g. a
+    ``transformers`` model built from its config on the meta device, or the path of an
+    ONNX decoder exported with its KV cache as inputs. Returns a ``fodlam.llm.GenerationProfile``: ``prefill``,
     ``decode_first`` and ``decode_last`` (Profiles), ``time_to_first_token_s``,
     ``decode_latency_s_per_token``, ``decode_energy_j_per_token``, ``tokens_per_s``,
     ``energy_per_token_j``, ``total_energy_j``, ``total_latency_s``, ``kv_cache_bytes``,

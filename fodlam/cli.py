@@ -243,13 +243,14 @@ def cmd_llm(args) -> int:
 
     target = args.model
     if target.lower().endswith(".onnx") and ":" not in target:
-        raise InputError(f"{target}: generation is costed from PyTorch models so far; give "
-                         "PACKAGE.MODULE:FACTORY or FILE.py:FACTORY returning the causal LM "
-                         "(a transformers model built from its config is enough), or profile "
-                         "the ONNX graph's one pass with fodlam-onnx")
-    from .importers.torch import build_factory
+        from .sources import regular_file
 
-    model = build_factory(target)
+        regular_file(target, "ONNX model")
+        model = target
+    else:
+        from .importers.torch import build_factory
+
+        model = build_factory(target)
     gen = generate_profile(model, parse_positive_int(args.prompt, "--prompt"),
                            parse_positive_int(args.generate, "--generate"),
                            batch=parse_positive_int(args.batch, "--batch"),
@@ -641,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cache; seconds and joules per generated token")
     p.add_argument("model", help="PACKAGE.MODULE:FACTORY or FILE.py:FACTORY returning a causal "
                                  "language model (a transformers ...ForCausalLM; on the meta "
-                                 "device is enough)")
+                                 "device is enough), or an ONNX decoder exported with its KV cache")
     p.add_argument("--prompt", default=512, metavar="TOKENS", help="prompt length (default 512)")
     p.add_argument("--generate", default=128, metavar="TOKENS",
                    help="tokens generated per sequence (default 128)")

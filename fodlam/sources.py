@@ -266,14 +266,20 @@ class ModelRef:
     def generate(self, *, batch=None):
         """An LLM generation traced (``fodlam.llm.trace_generation``) for a torch model with
         ``llm`` set: the prompt pass and sampled decode steps, lowered."""
+        from .llm import trace_generation, trace_generation_onnx
+
+        if self.kind not in ("torch", "onnx") or not self.llm:
+            raise InputError(f"{self.name}: an LLM entry needs torch = \"MODULE:FACTORY\" (or an "
+                             "ONNX decoder with its KV cache) and llm = {...}")
+        opts = dict(self.llm)
+        if self.kind == "onnx":
+            trace = trace_generation_onnx(self.source, opts["prompt_len"], opts["new_tokens"],
+                                          batch=batch or 1, samples=opts.get("samples", 3))
+            trace.name = self.name
+            return trace
         from fodlam.importers.torch import build_factory
 
-        from .llm import trace_generation
-
-        if self.kind != "torch" or not self.llm:
-            raise InputError(f"{self.name}: an LLM entry needs torch = \"MODULE:FACTORY\" and llm = {{...}}")
         self._on_path()
-        opts = dict(self.llm)
         trace = trace_generation(build_factory(self.source), opts["prompt_len"], opts["new_tokens"],
                                  batch=batch or 1, samples=opts.get("samples", 3),
                                  cache=opts.get("cache", "dynamic"))

@@ -249,8 +249,9 @@ def _llm_models(m: dict, where: str, base: Path) -> list[ModelRef]:
     if unknown:
         raise ConfigError(f"{where}: llm has unknown key(s) {', '.join(unknown)}; known: "
                           "prompt_len, new_tokens, samples, cache")
-    if "torch" not in m:
-        raise ConfigError(f"{where}: an llm entry needs torch = \"MODULE:FACTORY\" (a causal LM)")
+    if "torch" not in m and "onnx" not in m:
+        raise ConfigError(f"{where}: an llm entry needs torch = \"MODULE:FACTORY\" (a causal LM) "
+                          "or onnx = \"decoder.onnx\" (exported with its KV cache)")
 
     def axis(key):
         v = spec.get(key)
@@ -266,7 +267,8 @@ def _llm_models(m: dict, where: str, base: Path) -> list[ModelRef]:
     if cache not in ("dynamic", "static"):
         raise ConfigError(f"{where}: llm.cache must be \"dynamic\" or \"static\"")
     entry = {k: v for k, v in m.items() if k != "llm"}
-    entry.setdefault("input_shape", [1, 1])       # the generation sets the shapes
+    if "torch" in entry:
+        entry.setdefault("input_shape", [1, 1])   # the generation sets the shapes
     (ref,) = ModelRef.from_table(entry, where, base, short_names=True)
     from dataclasses import replace as _replace
 

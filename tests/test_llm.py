@@ -239,8 +239,55 @@ def test_fodlam_llm_command(tmp_path):
     assert data["schema"] == "fodlam-generation" and data["batch"] == 2
     assert data["tokens_per_s"] > 0 and data["prefill"]["total"]["macs"] > 0
     assert "time to first token" in page.read_text() and "generation-data" in page.read_text()
-    r = run_cli("llm", "model.onnx", "--prompt", "8")
-    assert r.returncode == 2 and "PyTorch" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("llm", str(tmp_path / "missing.onnx"), "--prompt", "8")
+    assert r.returncode == 2 and "missing.onnx" in r.stderr and "Traceback" not in r.stderr
+
+
+class OnnxDecoder(torch.nn.Module):
+    """One attention layer that takes its KV cache as inputs and returns it (a 'with-past'
+    export): what generation from an ONNX file needs."""
+
+    def __init__(self, d=32, v=50):
+        super().__init__()
+        self.emb = torch.nn.Embedding(v, d)
+        self.q, self.k, self.v, self.o = (torch.nn.Linear(d, d) for _ in range(4))
+        self.head = torch.nn.Linear(d, v)
+
+    def forward(self, input_ids, past_key, past_value):
+        x = self.emb(input_ids)
+        k = torch.cat([past_key, self.k(x)], 1)
+        v = torch.cat([past_value, self.v(x)], 1)
+        a = torch.softmax(self.q(x) @ k.transpose(1, 2), -1) @ v
+        return self.head(self.o(a)), k, v
+
+
+def test_generation_from_an_onnx_decoder_with_past_inputs(tmp_path):
+    from conftest import run_cli
+
+    path = tmp_path / "decoder.onnx"
+    ids, past = torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, 32)
+    torch.onnx.export(OnnxDecoder().eval(), (ids, past, past), str(path), dynamo=False,
+                      input_names=["input_ids", "past_key", "past_value"],
+                      output_names=["logits", "present_key", "present_value"],
+                      dynamic_axes={"input_ids": {0: "batch", 1: "sequence_length"},
+                                    "past_key": {0: "batch", 1: "past_sequence_length"},
+                                    "past_value": {0: "batch", 1: "past_sequence_length"}})
+    P, N = 8, 5
+    g = fodlam.generate_profile(str(path), prompt_len=P, new_tokens=N, accelerator="tpu-v1")
+
+    def step(c):
+        return 4 * 32 * 32 + 2 * (c + 1) * 32 + 32 * 50
+    assert g.prefill.total_macs == 4 * 32 * 32 * P + 2 * P * P * 32 + 32 * 50 * P
+    assert g.decode_macs == sum(step(c) for c in range(P, P + N - 1))
+    assert g.kv_cache_bytes == 2 * (P + N - 1) * 32 * 4
+    r = run_cli("llm", str(path), "--prompt", "8", "--generate", "5", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["decode_steps"] == 4
+    # a graph without past inputs: a one-line error that says what is needed
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 4), (torch.zeros(1, 4),), str(plain), dynamo=False)
+    r = run_cli("llm", str(plain), "--prompt", "8")
+    assert r.returncode == 2 and "KV cache" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_llm_entries_in_a_sweep(tmp_path):
