@@ -227,10 +227,9 @@ def _contexts(prompt_len: int, steps: int, samples: int) -> list[int]:
     return sorted({first + round(i * (last - first) / (k - 1)) for i in range(k)})
 
 
-def _interpolated_sum(samples: list, first: int, steps: int, attr: str) -> float:
-    """Sum over the decode steps at contexts first .. first+steps-1 of ``attr``, linear
-    between the sampled steps."""
-    pts = [(s.context, getattr(s, attr)) for s in samples]
+def _interpolated_sum(pts: list, first: int, steps: int) -> float:
+    """Sum over the decode steps at contexts first .. first+steps-1 of a value sampled at
+    some of them (``pts``: [(context, value)], ascending), linear between samples."""
     total = 0.0
     for c in range(first, first + steps):
         for (c0, v0), (c1, v1) in zip(pts, pts[1:]):
@@ -483,7 +482,6 @@ def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
     read = [kv for _, _, kv in trace.decode]
     weight_bytes = trace.weight_bytes
     samples_ = [Step(c, p.total_latency_s, p.total_energy_j, p.total_macs) for c, p in decode]
-    reads = [Step(c, 0.0, float(b), 0) for (c, _), b in zip(decode, read)]
     gen = GenerationProfile(model=dict(prefill.model, prompt_len=prompt_len),
                             accelerator=prefill.accelerator,
                             prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,
@@ -491,14 +489,17 @@ def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
                             decode_last=decode[-1][1], samples=samples_, decode_steps=steps,
                             weight_bytes=weight_bytes)
     if steps:
-        gen.decode_latency_s = _interpolated_sum(samples_, first, steps, "latency_s")
-        gen.decode_energy_j = _interpolated_sum(samples_, first, steps, "energy_j")
-        gen.decode_macs = int(round(_interpolated_sum(samples_, first, steps, "macs")))
+        def total(attr):
+            return _interpolated_sum([(x.context, getattr(x, attr)) for x in samples_], first, steps)
+        gen.decode_latency_s = total("latency_s")
+        gen.decode_energy_j = total("energy_j")
+        gen.decode_macs = int(round(total("macs")))
     # the cache at the end holds the prompt and every token fed back (the last generated
     # token never is): after the last decode step, exactly what was traced; a decode step
     # reads the cache it leaves (its context and its own token), interpolated between samples
     gen.kv_cache_bytes = int(read[-1]) if steps else int(trace.prefill_kv)
-    mean_read = (_interpolated_sum(reads, first, steps, "energy_j") / steps if steps
+    reads = [(c, float(b)) for (c, _), b in zip(decode, read)]
+    mean_read = (_interpolated_sum(reads, first, steps) / steps if steps
                  else float(read[0]))
     gen.decode_bytes_per_token = weight_bytes + mean_read
     gen.bound = {"prefill": _dominant_bound(gen.prefill), "decode": _dominant_bound(gen.decode_last)}
