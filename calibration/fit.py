@@ -443,3 +443,80 @@ def profile_toml(fit: Fit, evaluation: dict, *, name: str, description: str, pro
                       f"energy_j = {val(sum(x['predicted_energy_j'] for x in layers) / macs)}",
                       f"latency_s = {val(sum(x['predicted_latency_s'] for x in layers) / macs)}"]
     return "\n".join(lines) + "\n"
+
+
+# ---- the calibration flow (``fodlam calibrate``, callable from Python) --------------------
+
+BUNDLED_DATA = ("bundled: eyeriss-jssc2017 Tables V-VI (18 conv), eie-isca2016 Tables III-IV "
+                "(6 fc), EIE moved to the profile's node")
+
+
+@dataclass
+class Calibration:
+    """A base profile, the measured layers moved to its node, and the fit's evaluation
+    (``evaluate``: leave-one-out, cross-network, the fit on all the data)."""
+
+    base: object                 # the base Accelerator
+    rows: list
+    evaluation: dict
+    data: str                    # where the measurements came from
+    user_data: bool = False
+
+    def profile_toml(self, *, name: str | None = None, description: str | None = None,
+                     out=None) -> str:
+        """The calibrated profile's TOML, checked to load (every coefficient finite and in
+        range): data that cannot be fitted is an ``InputError``, never a profile holding inf."""
+        base = self.base
+        name = name or (Path(out).stem if out and self.user_data else base.name)
+        text = profile_toml(self.evaluation["fit"], self.evaluation, name=name,
+                            description=description or (
+                                f"calibrated by fodlam calibrate from {self.data}"
+                                if self.user_data else base.description),
+                            process_nm=base.process_nm,
+                            sources=base.sources if not self.user_data else {"data": self.data},
+                            base_params=base.params)
+        _check_loads(text, out or "the profile")
+        return text
+
+
+def calibrate(accelerator=None, data=None) -> Calibration:
+    """Fit the shape-aware model of ``accelerator``'s array (a bundled name or a TOML path)
+    on measured layers: ``data`` (a CSV, see docs/calibration.md) or the bundled published
+    Eyeriss and EIE layers, moved to the profile's node."""
+    from fodlam.accelerator import load_accelerator
+    from fodlam.errors import InputError
+
+    base = load_accelerator(accelerator)
+    arch = dict(base.params.get("architecture") or {})
+    if not arch:
+        raise InputError(f"base profile {base.name} has no [architecture] table (PE array, clock); "
+                         "start from a profile that has one, e.g. eyeriss-eie-65nm")
+    base_model = base.params.get("shape_model", {})
+    target = base.process_nm
+    if data:
+        rows = read_csv(data, target_nm=target, rule=base.technology_scaling)
+        label = f"user data {data}"
+    else:
+        rows = bundled_rows(target, base.technology_scaling)
+        label = BUNDLED_DATA
+    ev = evaluate(rows, arch, base_model.get("conv"), base_model.get("fc"))
+    ev["data"] = label
+    return Calibration(base, rows, ev, label, user_data=bool(data))
+
+
+def _check_loads(text: str, out) -> None:
+    """A calibrated profile is written only if it loads."""
+    import tempfile
+
+    from fodlam.accelerator import load_accelerator
+    from fodlam.errors import InputError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "calibrated.toml"
+        probe.write_text(text, encoding="utf-8")
+        try:
+            load_accelerator(str(probe))
+        except ConfigError as e:
+            why = str(e).replace(str(probe), "the fitted profile")
+            raise InputError(f"calibration gives no usable profile ({why}); check the data for "
+                             f"outliers or inconsistent units; {out} not written") from None

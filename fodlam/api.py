@@ -7,9 +7,13 @@ accelerator profile names (``fodlam.models``) and costs every node
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import models
 from .accelerator import resolve
 from .costed import cost_imported
+from .errors import InputError
+from .llm import cost_generation
 from .sources import ModelRef, parse_positive_int
 
 
@@ -20,6 +24,18 @@ def run_config(config, *, accelerator=None, compat: bool = False):
     # 2017 configurations are costed by the 2017 model (lookups of the published layers)
     cost_model = models.for_accelerator(accelerator, compat=compat, cost_model="fodlam-2017")
     return cost_imported(config_imported(config), cost_model)
+
+
+def diagnose(accelerator=None, compat: bool = False) -> dict:
+    """What ``fodlam diagnose`` prints: the 2017 model's reference layers with their cost per
+    MAC at the accelerator's normalisation, and the average per kind."""
+    model = models.for_accelerator(accelerator, compat=compat, cost_model="fodlam-2017")
+    return {"cost_model": model.name, "mode": model.mode, "normalisation": model.normalisation,
+            "layers": model.per_mac_table(),
+            "average": {k: {"energy_j_per_mac": r.energy_j_per_mac,
+                            "latency_s_per_mac": r.latency_s_per_mac,
+                            "layers": r.layers, "macs": r.macs}
+                        for k, r in model.rates.items()}}
 
 
 def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None, inputs=None,
@@ -101,12 +117,22 @@ def generate_profile(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
     ``decode_first`` and ``decode_last`` (Profiles), ``time_to_first_token_s``,
     ``decode_latency_s_per_token``, ``decode_energy_j_per_token``, ``tokens_per_s``,
     ``energy_per_token_j``, ``total_energy_j``, ``total_latency_s``, ``kv_cache_bytes``,
-    ``decode_bytes_per_token`` and ``bound`` per phase."""
-    from .llm import generate_profile as run
+    ``decode_bytes_per_token`` and ``bound`` per phase. The importers trace the generation
+    (data: a ``fodlam.nodes.GenerationTrace``); ``fodlam.llm.cost_generation`` costs it."""
+    if isinstance(model, (str, Path)):
+        if not str(model).lower().endswith(".onnx"):
+            raise InputError(f"{model}: give an ONNX file (a decoder exported with its KV cache) "
+                             "or a torch.nn.Module")
+        from fodlam.importers.onnx import trace_generation_onnx
 
-    return run(model, prompt_len, new_tokens, batch=batch, accelerator=accelerator,
-               cost_model=cost_model, node=node, samples=samples, dtype=dtype,
-               moe_routing=moe_routing, cache=cache)
+        trace = trace_generation_onnx(model, prompt_len, new_tokens, batch=batch, samples=samples)
+    else:
+        from fodlam.importers.torch import trace_generation
+
+        trace = trace_generation(model, prompt_len, new_tokens, batch=batch, samples=samples,
+                                 dtype=dtype, moe_routing=moe_routing, cache=cache)
+    return cost_generation(trace, models.for_accelerator(resolve(accelerator, node),
+                                                         cost_model=cost_model))
 
 
 def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str | None = None,
@@ -123,7 +149,6 @@ def sweep(spec, *, jobs: int | None = None, backend: str = "local", address: str
     plan = spec if isinstance(spec, S.Sweep) else S.load_sweep(spec)
     result = S.run(plan, jobs=jobs, backend=backend, address=address, cache_path=cache, quiet=quiet)
     if output is not None:
-        from pathlib import Path
         prefix = Path(output)
         S.write_csv(prefix.with_name(prefix.name + ".csv"), plan, result.iter_rows())
         if parquet:

@@ -1,33 +1,25 @@
-"""LLM inference as it runs: a prefill pass over the prompt, then decode steps that each
-read the KV cache (``fodlam.generate_profile``, ``fodlam llm``).
-
-The model is traced as ``transformers`` runs it in ``generate``: the prompt pass builds the
-model's own cache (whatever its class: dynamic, sliding-window, hybrid) and computes the
-logits of the last position only (``logits_to_keep=1`` where the forward takes it); its
-logits give the first new token, so ``new_tokens - 1`` decode steps follow, each feeding
-one token per sequence and reading the cache. All of it on fake (or, for a model on the
-meta device, meta) tensors in one fake mode, so the traces hand each other the cache and
-no weight is read.
+"""Costing LLM inference: a traced generation (``fodlam.nodes.GenerationTrace``, which the
+importers record: ``importers.torch.trace_generation``, ``importers.onnx.trace_generation_onnx``)
+costed on one cost model as a ``GenerationProfile`` — the prefill, the sampled decode
+steps, and the steps between them interpolated. ``fodlam.generate_profile`` (``api``)
+orchestrates; ``fodlam llm`` prints it.
 
 Decode steps are sampled, not traced one by one: a step is traced at the first and the
-last context of the generation (and the middle one), the cache being grown between them by
-traced chunks of tokens; the steps in between are interpolated linearly between the
-sampled ones. The MACs of a step are exactly linear in its context (the attention products
-grow by one key and value per position; the weight GEMMs do not change), so the MAC total
-is exact; latency and energy are interpolated, which is exact where the cost model is
-linear in the context and within the two neighbouring samples otherwise.
+last context of the generation (and the middle one); the steps in between are interpolated
+linearly between the sampled ones. The MACs of a step are exactly linear in its context
+(the attention products grow by one key and value per position; the weight GEMMs do not
+change), so the MAC total is exact; latency and energy are interpolated, which is exact
+where the cost model is linear in the context and within the two neighbouring samples
+otherwise.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .errors import InputError, ModelError
+from .nodes import GenerationTrace
 
-#: JSON schema of ``GenerationProfile.to_dict``
 SCHEMA = "fodlam-generation"
 SCHEMA_VERSION = 1
 
@@ -178,54 +170,7 @@ class GenerationProfile:
         atomic_write(path, render_generation(self))
 
 
-# ---- tracing -----------------------------------------------------------------------------
-
-def _cache_kwarg(model) -> str:
-    params = inspect.signature(model.forward).parameters
-    for name in ("cache", "past_key_values"):
-        if name in params:
-            return name
-    raise InputError(f"{type(model).__name__} is not a causal language model FODLAM can "
-                     "generate with: its forward takes no 'past_key_values' (or 'cache'); "
-                     "give a transformers ...ForCausalLM (built from a config or loaded), or "
-                     "profile one forward pass with fodlam.profile")
-
-
-def _cache_of(output):
-    for name in ("cache", "past_key_values"):
-        try:
-            value = getattr(output, name, None)
-        except Exception:  # noqa: BLE001 - a deprecated alias may warn or raise
-            value = None
-        if value is not None:
-            return value
-    if isinstance(output, (tuple, list)) and len(output) > 1:
-        return output[1]
-    raise ModelError("the model's forward returned no KV cache (use_cache=True gave none); "
-                     "FODLAM needs a causal language model that returns its cache")
-
-
-def parse_positive_int(value, what: str) -> int:
-    """A positive whole number (an int, or a string of one), else a one-line InputError."""
-    try:
-        n = int(value) if not isinstance(value, bool) and str(value).strip().lstrip("+").isdigit() \
-            else None
-    except (TypeError, ValueError):
-        n = None
-    if n is None or n < 1:
-        raise InputError(f"{what} must be a positive whole number, not {value!r}")
-    return n
-
-
-def _contexts(prompt_len: int, steps: int, samples: int) -> list[int]:
-    """The cache lengths at which decode steps are traced: the first and the last step's
-    (and evenly spaced ones between), at most ``samples``."""
-    if steps <= 1:
-        return [prompt_len]
-    first, last = prompt_len, prompt_len + steps - 1
-    k = max(2, min(samples, steps))
-    return sorted({first + round(i * (last - first) / (k - 1)) for i in range(k)})
-
+# ---- costing a traced generation -------------------------------------------------------
 
 def _interpolated_sum(pts: list, first: int, steps: int) -> float:
     """Sum over the decode steps at contexts first .. first+steps-1 of a value sampled at
@@ -241,15 +186,6 @@ def _interpolated_sum(pts: list, first: int, steps: int) -> float:
     return total
 
 
-def _bytes_of(tensors) -> int:
-    seen, total = set(), 0
-    for t in tensors:
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
-
-
 def _dominant_bound(profile) -> str:
     by: dict = {}
     for n in profile.nodes:
@@ -258,217 +194,6 @@ def _dominant_bound(profile) -> str:
                 key = e.bound.split(" + ")[0]
                 by[key] = by.get(key, 0.0) + e.latency_s
     return max(by, key=by.get) if by else "element-wise"
-
-
-def trace_generation(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
-                     samples: int = 3, dtype=None, moe_routing: str = "balanced",
-                     cache: str = "dynamic") -> "GenerationTrace":
-    """Trace a generation (see ``generate_profile``): the prompt pass and the sampled
-    decode steps, lowered, not costed."""
-    import torch
-
-    from .importers.torch import import_steps
-
-    prompt_len = parse_positive_int(prompt_len, "prompt_len")
-    new_tokens = parse_positive_int(new_tokens, "new_tokens")
-    batch = parse_positive_int(batch, "batch")
-    samples = parse_positive_int(samples, "samples")
-    if not isinstance(model, torch.nn.Module):
-        raise InputError(f"generate_profile needs a torch.nn.Module (a causal language model), "
-                         f"got {type(model).__name__}")
-    if cache not in ("dynamic", "static"):
-        raise InputError(f"cache must be 'dynamic' or 'static', not {cache!r}")
-    encdec = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
-    if encdec and cache == "static":
-        raise InputError("cache='static' is for decoder-only models; an encoder-decoder model "
-                         "keeps its self- and cross-attention caches dynamic here")
-    cache_kw = _cache_kwarg(model)
-    params = inspect.signature(model.forward).parameters
-    base = {"use_cache": True}
-    if "logits_to_keep" in params:
-        base["logits_to_keep"] = 1          # generate() computes the last position's logits
-    steps = new_tokens - 1
-    if encdec:
-        # the prompt goes through the encoder once, with the decoder's start token (whose
-        # logits give the first new token); each decode step then reads the decoder's
-        # self-attention cache (one position per token so far) and the cross-attention
-        # cache of the prompt
-        if getattr(model, "main_input_name", "input_ids") != "input_ids" or \
-                "decoder_input_ids" not in params:
-            raise InputError(f"{type(model).__name__}: generate_profile costs encoder-decoder "
-                             "models that take input_ids and decoder_input_ids (T5, BART); "
-                             f"this one takes {getattr(model, 'main_input_name', '?')}: profile "
-                             "its encoder and one decoder step with fodlam.profile")
-        first = 1
-
-        def ids(n):
-            return torch.zeros(batch, n, dtype=torch.long)
-
-        def after(out, n, b=base):
-            enc = getattr(out, "encoder_last_hidden_state", None)
-            if enc is None:
-                enc = after.encoder
-            after.encoder = enc
-            return dict(b, **{cache_kw: _cache_of(out), "encoder_outputs": (enc,),
-                              "inputs": {"decoder_input_ids": ids(n)}})
-        after.encoder = None
-        plan = [(None, dict(base, inputs={"input_ids": ids(prompt_len), "decoder_input_ids": ids(1)}))]
-        grow = (lambda n: (None, lambda out, n=n: after(out, n)))
-    else:
-        first = prompt_len
-        plan = [((batch, prompt_len), dict(base))]
-        if cache == "static":
-            from transformers import StaticCache
-
-            plan[0][1][cache_kw] = StaticCache(config=model.config,
-                                               max_cache_len=prompt_len + new_tokens)
-        grow = (lambda n: ((batch, n), lambda out, b=base: dict(b, **{cache_kw: _cache_of(out)})))
-    contexts = _contexts(first, max(steps, 1), samples)
-    kinds = ["prefill"]
-    length = first
-    for c in contexts:
-        if c > length:          # grow the cache to the next sampled context: a traced chunk
-            plan.append(grow(c - length))
-            kinds.append("chunk")
-            length = c
-        plan.append(grow(1))
-        kinds.append(("decode", c))
-        length += 1
-    from .importers.torch import _object_tensors
-
-    def cache_bytes(output):
-        """Bytes of the cache's keys and values (tensors of three or more dimensions; its
-        bookkeeping counters are not)."""
-        try:
-            cache = _cache_of(output)
-        except ModelError:
-            return 0
-        return _bytes_of(t for t in _object_tensors(cache) if t.dim() >= 3)
-
-    try:
-        traced = import_steps(model, plan, dtype=dtype, moe_routing=moe_routing, probe=cache_bytes)
-    except InputError:
-        raise
-    except ModelError as e:
-        raise ModelError(f"tracing generation with {type(model).__name__} failed: {e}") from None
-
-    name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-    trace = GenerationTrace(name=name, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,
-                            first=first, steps=steps, encdec=encdec,
-                            weight_bytes=_bytes_of(list(model.parameters()) + list(model.buffers())))
-    for kind, (imported, _out, kv) in zip(kinds, traced):
-        if kind == "chunk":
-            continue
-        imported.network["name"] = name
-        if kind == "prefill":
-            trace.prefill, trace.prefill_kv = imported, kv
-        else:
-            trace.decode.append((kind[1], imported, kv))
-    return trace
-
-
-@dataclass
-class GenerationTrace:
-    """What ``trace_generation`` records: the lowered prompt pass and sampled decode steps
-    (data only, picklable: a sweep costs it on many accelerators)."""
-
-    name: str
-    prompt_len: int
-    new_tokens: int
-    batch: int
-    first: int                         # the first decode step's context
-    steps: int                         # decode steps (new_tokens - 1)
-    encdec: bool = False
-    weight_bytes: int = 0
-    prefill: object = None             # Imported
-    prefill_kv: int = 0
-    decode: list = field(default_factory=list)     # [(context, Imported, cache bytes after)]
-
-
-#: bytes of ONNX element types (TensorProto.DataType) for the cache and weight sizes
-_ONNX_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2, 17: 1,
-               18: 1, 19: 1, 20: 1}
-
-
-def _onnx_dims(vi) -> list:
-    return [d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else None)
-            for d in vi.type.tensor_type.shape.dim]
-
-
-def trace_generation_onnx(path, prompt_len: int, new_tokens: int, *, batch: int = 1,
-                          samples: int = 3) -> GenerationTrace:
-    """An ONNX decoder exported with its KV cache as inputs (``past_key_values.*`` /
-    ``past_*`` of a symbolic past length, and ``present.*`` outputs): the prompt pass is
-    the graph with the past length 0 and the sequence length the prompt; a decode step at
-    context c, the sequence length 1 and the past length c. Symbols are read from the
-    graph's inputs: the token input's (batch, sequence), the past inputs' past length, and
-    an attention mask's total length (past + sequence) where it has its own."""
-    from .importers.onnx import import_file
-    from .importers.onnx.wire import load
-
-    prompt_len = parse_positive_int(prompt_len, "prompt_len")
-    new_tokens = parse_positive_int(new_tokens, "new_tokens")
-    batch = parse_positive_int(batch, "batch")
-    samples = parse_positive_int(samples, "samples")
-    model = load(path)
-    init = {i.name for i in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in init]
-    tokens = next((vi for vi in inputs if vi.type.tensor_type.elem_type in (6, 7)
-                   and len(_onnx_dims(vi)) == 2 and "mask" not in vi.name.lower()
-                   and "position" not in vi.name.lower()), None)
-    past = [vi for vi in inputs if "past" in vi.name.lower() and len(_onnx_dims(vi)) >= 3]
-    if tokens is None or not past or not isinstance(_onnx_dims(tokens)[1], str):
-        raise InputError(f"{path}: generation needs a decoder exported with its KV cache: token "
-                         "ids of a symbolic sequence length and past key/value inputs of a "
-                         "symbolic past length (e.g. an optimum 'with-past' export); this graph "
-                         "has " + (f"no past inputs" if not past else "no symbolic token input")
-                         + "; profile its one pass with fodlam-onnx, or give the PyTorch model")
-    b_sym, seq = _onnx_dims(tokens)
-    past_syms = {d for vi in past for d in _onnx_dims(vi) if isinstance(d, str) and d != b_sym}
-    if len(past_syms) != 1:
-        raise InputError(f"{path}: the past key/value inputs should share one symbolic past "
-                         f"length; found {sorted(past_syms) or 'none'}")
-    (past_sym,) = past_syms
-    total = {d for vi in inputs if "mask" in vi.name.lower() for d in _onnx_dims(vi)
-             if isinstance(d, str) and d not in (b_sym, seq, past_sym)}
-
-    def dims(n, c):
-        out = {seq: n, past_sym: c}
-        if isinstance(b_sym, str):
-            out[b_sym] = batch
-        out.update({t: n + c for t in total})
-        return out
-    steps = new_tokens - 1
-    contexts = _contexts(prompt_len, max(steps, 1), samples)
-    name = Path(path).stem
-    trace = GenerationTrace(name=name, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,
-                            first=prompt_len, steps=steps)
-    trace.prefill = import_file(path, dims=dims(prompt_len, 0))
-    trace.prefill.network["name"] = name
-
-    def cache_bytes(positions):
-        total_b = 0
-        for vi in past:
-            n = _ONNX_BYTES.get(vi.type.tensor_type.elem_type, 4)
-            for d in _onnx_dims(vi):
-                n *= positions if d == past_sym else batch if d == b_sym else (d or 1)
-            total_b += n
-        return total_b
-    trace.prefill_kv = cache_bytes(prompt_len)
-    for c in contexts:
-        imported = import_file(path, dims=dims(1, c))
-        imported.network["name"] = name
-        trace.decode.append((c, imported, cache_bytes(c + 1)))
-    trace.weight_bytes = sum(_ONNX_BYTES.get(t.data_type, 4) * _prod(t.dims)
-                             for t in model.graph.initializer)
-    return trace
-
-
-def _prod(values) -> int:
-    n = 1
-    for v in values:
-        n *= int(v)
-    return n
 
 
 def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
@@ -512,35 +237,3 @@ def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
                "weight GEMMs do not change)")
     gen.warnings = sorted({w for p in [gen.prefill] + [p for _, p in decode] for w in p.warnings})
     return gen
-
-
-def generate_profile(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
-                     accelerator=None, cost_model: str | None = None, node: float | None = None,
-                     samples: int = 3, dtype=None, moe_routing: str = "balanced",
-                     cache: str = "dynamic") -> GenerationProfile:
-    """Profile generation with a causal language model (or an encoder-decoder one: T5,
-    BART): a prefill pass over ``prompt_len`` tokens for each of ``batch`` sequences, then
-    the decode steps that produce ``new_tokens`` tokens per sequence, each reading the KV
-    cache. The model may be built on the meta device (no weights, seconds for 7B). Returns
-    a ``GenerationProfile`` (``prefill``, ``decode_first``, ``decode_last`` Profiles;
-    ``time_to_first_token_s``, ``decode_latency_s_per_token``,
-    ``decode_energy_j_per_token``, ``tokens_per_s``, ``energy_per_token_j``,
-    ``total_energy_j``, ``total_latency_s``, ``kv_cache_bytes``, ``decode_bytes_per_token``,
-    ``bound``). ``samples``: how many decode steps are traced (the rest are interpolated);
-    ``dtype``: the floating dtype to trace in; ``cache``: ``"dynamic"`` (the model's default
-    cache, growing with the context) or ``"static"`` (a ``transformers.StaticCache`` of
-    ``prompt_len + new_tokens`` positions, as ``generate(cache_implementation="static")``
-    builds it: every step attends over all of them, masked)."""
-    from . import models
-    from .accelerator import resolve
-
-    if isinstance(model, (str, Path)):
-        if not str(model).lower().endswith(".onnx"):
-            raise InputError(f"{model}: give an ONNX file (a decoder exported with its KV cache) "
-                             "or a torch.nn.Module")
-        trace = trace_generation_onnx(model, prompt_len, new_tokens, batch=batch, samples=samples)
-    else:
-        trace = trace_generation(model, prompt_len, new_tokens, batch=batch, samples=samples,
-                                 dtype=dtype, moe_routing=moe_routing, cache=cache)
-    return cost_generation(trace, models.for_accelerator(resolve(accelerator, node),
-                                                         cost_model=cost_model))

@@ -110,3 +110,47 @@ def apply_weight_density(nodes, density_of):
                                               for l in node.layers))
         out.append(node)
     return out
+
+
+# ---- a traced LLM generation (data: the importers fill it, fodlam.llm costs it) --------
+
+@dataclass
+class GenerationTrace:
+    """What the importers' generation tracing (``importers.torch.trace_generation``,
+    ``importers.onnx.trace_generation_onnx``) records: the lowered prompt pass and sampled decode steps
+    (data only,
+    picklable: a sweep costs it on many accelerators; ``fodlam.llm.cost_generation`` costs it)."""
+
+    name: str
+    prompt_len: int
+    new_tokens: int
+    batch: int
+    first: int                         # the first decode step's context
+    steps: int                         # decode steps (new_tokens - 1)
+    encdec: bool = False
+    weight_bytes: int = 0
+    prefill: object = None             # Imported
+    prefill_kv: int = 0
+    decode: list = field(default_factory=list)     # [(context, Imported, cache bytes after)]
+
+
+def decode_contexts(prompt_len: int, steps: int, samples: int) -> list[int]:
+    """The cache lengths at which decode steps are traced: the first and the last step's
+    (and evenly spaced ones between), at most ``samples``."""
+    if steps <= 1:
+        return [prompt_len]
+    first, last = prompt_len, prompt_len + steps - 1
+    k = max(2, min(samples, steps))
+    return sorted({first + round(i * (last - first) / (k - 1)) for i in range(k)})
+
+
+def positive_whole(value, what: str) -> int:
+    """A positive whole number (an int, or a string of one), else a one-line InputError."""
+    try:
+        n = int(value) if not isinstance(value, bool) and str(value).strip().lstrip("+").isdigit() \
+            else None
+    except (TypeError, ValueError):
+        n = None
+    if n is None or n < 1:
+        raise InputError(f"{what} must be a positive whole number, not {value!r}")
+    return n

@@ -264,20 +264,22 @@ class ModelRef:
         return h.hexdigest()
 
     def generate(self, *, batch=None):
-        """An LLM generation traced (``fodlam.llm.trace_generation``) for a torch model with
-        ``llm`` set: the prompt pass and sampled decode steps, lowered."""
-        from .llm import trace_generation, trace_generation_onnx
+        """An LLM generation traced (``importers.torch.trace_generation``, or
+        ``importers.onnx.trace_generation_onnx``) for a model with ``llm`` set: the prompt
+        pass and sampled decode steps, lowered (a ``fodlam.nodes.GenerationTrace``)."""
 
         if self.kind not in ("torch", "onnx") or not self.llm:
             raise InputError(f"{self.name}: an LLM entry needs torch = \"MODULE:FACTORY\" (or an "
                              "ONNX decoder with its KV cache) and llm = {...}")
         opts = dict(self.llm)
         if self.kind == "onnx":
+            from fodlam.importers.onnx import trace_generation_onnx
+
             trace = trace_generation_onnx(self.source, opts["prompt_len"], opts["new_tokens"],
                                           batch=batch or 1, samples=opts.get("samples", 3))
             trace.name = self.name
             return trace
-        from fodlam.importers.torch import build_factory
+        from fodlam.importers.torch import build_factory, trace_generation
 
         self._on_path()
         trace = trace_generation(build_factory(self.source), opts["prompt_len"], opts["new_tokens"],

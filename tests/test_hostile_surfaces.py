@@ -232,7 +232,7 @@ def test_a_point_that_cannot_be_costed_fails_alone(folder, monkeypatch):
         if acc.architecture.clock_mhz == 700:
             raise ZeroDivisionError("division by zero")
         return real(nodes, acc, **kw)
-    monkeypatch.setattr(S, "cost_nodes", flaky)
+    monkeypatch.setattr(S.plan, "cost_nodes", flaky)     # where run_chunk looks it up
     res = S.run(S.load_sweep(folder / "sweep.toml"), jobs=1, quiet=True)
     assert [r["status"] for r in res.rows] == ["ok", "failed", "ok"]
     assert "ZeroDivisionError" in res.rows[1]["error"]

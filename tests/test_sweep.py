@@ -140,12 +140,12 @@ def test_interrupt_keeps_finished_points(project, monkeypatch):
             raise KeyboardInterrupt
         return real(nodes, accels)
 
-    monkeypatch.setattr(S, "run_chunk", flaky)
+    monkeypatch.setattr(S.parts, "run_chunk", flaky)     # where chunk_rows looks it up
     res = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, chunk_size=5, quiet=True)
     # chunks of at most 5 points within each accelerator entry (8 and 2 points): 5 + 3 done
     assert res.interrupted and res.computed == 8 and len(res.rows) == 8
     assert all(r["status"] == "ok" for r in res.rows)
-    monkeypatch.setattr(S, "run_chunk", real)
+    monkeypatch.setattr(S.parts, "run_chunk", real)
     rest = S.run(S.load_sweep(project / "sweep.toml"), jobs=1, cache_path=cache, chunk_size=5, quiet=True)
     assert rest.cached == 8 and rest.computed == 32 and not rest.failed
 
@@ -312,7 +312,7 @@ def test_columns_and_csv_limit(project, monkeypatch):
     r = run_cli("sweep", str(project / "sweep.toml"), "--columns", "energy_j,bogus", "--no-cache")
     assert r.returncode == 2 and "no column 'bogus'" in r.stderr
     (project / "sweep-results.csv").unlink()
-    monkeypatch.setattr(cli, "CSV_LIMIT", 10)
+    monkeypatch.setattr(cli.sweep, "CSV_LIMIT", 10)
     r = run_cli("sweep", str(project / "sweep.toml"), "--no-cache", "-q")
     assert r.returncode == 0 and "the CSV is not written" in r.stderr
     assert not (project / "sweep-results.csv").exists() and (project / "sweep-results.parquet").exists()

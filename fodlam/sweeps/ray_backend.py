@@ -1,6 +1,7 @@
-"""The Ray backend of ``fodlam sweep`` (``--backend ray``): imported only when it is used.
+"""The Ray backend of ``fodlam sweep`` (``--backend ray``), beside the local pool of
+``runner``: imported only when it is used.
 
-Tasks are chunks (``fodlam.sweeps.ChunkTask``); each model's lowered nodes are put in the
+Tasks are chunks (``parts.ChunkTask``); each model's lowered nodes are put in the
 object store once (``ray.put``) and every task of that model refers to them, so they travel
 to each worker once, not with every point. Workers write their chunk's Parquet part to the
 parts location themselves (a shared folder or a ``pyarrow.fs`` URI) and return only its
@@ -10,7 +11,7 @@ the same as the process pool's.
 
 from __future__ import annotations
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def _collect_one(ray, pending: dict, collect) -> None:

@@ -1,0 +1,7 @@
+"""``python -m fodlam.cli``: the ``fodlam`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
