@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ._paths import calibration_dir
+from .chip import OpRates, parse_array, parse_ports
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -185,7 +186,7 @@ class ShapeModel:
 
 SECTIONS = {"architecture": Architecture, "power": Power, "energy": Energy,
             "roofline": RooflineFigures, "dispatch": Dispatch, "shape_model": ShapeModel,
-            "pipeline": Pipeline}
+            "pipeline": Pipeline, "ops": OpRates}
 SUBSECTIONS = {("shape_model", "conv"): ConvCoefficients, ("shape_model", "fc"): FcCoefficients}
 
 
@@ -273,11 +274,16 @@ def _sections(params: dict, label: str) -> dict:
                             for b, v in precision.items()}
     else:
         out["precision"] = {}
+    # what a chip the user brings declares (fodlam/chip.py): its array's unrollings, ports
+    array = params.get("array")
+    out["array"] = parse_array(array, f"{label} [array]", parse_section) if array is not None else None
+    ports = params.get("ports")
+    out["ports"] = parse_ports(ports, f"{label} [[ports]]", parse_section) if ports is not None else ()
     return out
 
 
 TOP_KEYS = ("name", "description", "cost_model", "process_nm", "technology_scaling", "sources",
-            *SECTIONS, "precision")
+            *SECTIONS, "precision", "array", "ports")
 
 
 def check_node(node, where: str) -> float:
@@ -311,7 +317,10 @@ class Accelerator:
     dispatch: Dispatch | None = field(default=None, init=False, compare=False, repr=False)
     shape_model: ShapeModel | None = field(default=None, init=False, compare=False, repr=False)
     pipeline: Pipeline | None = field(default=None, init=False, compare=False, repr=False)
+    ops: OpRates | None = field(default=None, init=False, compare=False, repr=False)
     precision: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+    array: object = field(default=None, init=False, compare=False, repr=False)   # chip.ArraySpec
+    ports: tuple = field(default=(), init=False, compare=False, repr=False)      # chip.Port, ...
 
     def __post_init__(self):
         from .technology import RULES

@@ -251,9 +251,66 @@ class SparseVector:
                           how, mapping)
 
 
+class OperationEnergy:
+    """Energy by component from the profile's ``[power]`` or ``[energy]`` figures, shared by
+    the array engines (``WeightStationary``, ``fodlam.unrolled.Unrolled``)."""
+
+    def __init__(self, power: Power | None, energy: Energy | None):
+        self.power, self.energy = power, energy
+        #: set by the cost model: per-byte energies of a [power] profile moved from their node
+        #: to the power figures' node; the datapath overhead moved from its own node to the
+        #: other energies' node (each by the profile's technology rule)
+        self.energy_factor = 1.0
+        self.overhead_factor = 1.0
+        #: an addition costs this fraction of an 8-bit MAC (Horowitz, ISSCC 2014: 8-bit add
+        #: 0.03 pJ of a 0.23 pJ multiply-add)
+        self.add_fraction = 0.03 / 0.23
+
+    def energy_parts(self, macs: float, sram: float, dram: float, seconds: float,
+                     busy_s: float, mac_j: float | None = None, extra_ops: float = 0.0,
+                     pe_cycles: float | None = None) -> dict:
+        """Energy by component (J, at the figures' node).
+
+        ``[power]`` (measured idle and busy power): static ``idle x T``, the MACs' dynamic
+        ``(busy - idle) x`` the seconds they need at peak, and, where the profile also gives
+        per-byte energies, the bytes moved (DRAM, on-chip SRAM); the measured powers stay
+        the envelope, so a layer's energy lies between ``idle x T`` and ``busy x T`` (the
+        dynamic parts are scaled down together where they would pass it).
+
+        ``[energy]`` (per-operation energies): MACs (and other engine operations, e.g.
+        Winograd transforms), SRAM and DRAM bytes, leakage x T, and the energy beyond the
+        datapath -- clock tree, control, pipeline registers -- per PE-cycle of work
+        (``overhead_j_per_pe_cycle``: per MAC, and an addition's share per other operation)."""
+        en = self.energy
+        if self.power:
+            idle, busy = float(self.power.idle_w), float(self.power.busy_w)
+            parts = {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
+            if en is not None:
+                parts["dram"] = dram * float(en.dram_j_per_byte) * self.energy_factor
+                parts["onchip_sram"] = sram * float(en.sram_j_per_byte) * self.energy_factor
+                dyn = parts["dynamic"] + parts["dram"] + parts["onchip_sram"]
+                cap = (busy - idle) * seconds
+                if dyn > cap > 0:
+                    for k in ("dynamic", "dram", "onchip_sram"):
+                        parts[k] *= cap / dyn
+            return parts
+        op_j = float(en.mac_j if mac_j is None else mac_j)
+        parts = {"compute": macs * op_j + extra_ops * float(en.mac_j) * self.add_fraction,
+                 "onchip_sram": sram * float(en.sram_j_per_byte),
+                 "dram": dram * float(en.dram_j_per_byte),
+                 "static": float(en.leakage_w) * seconds}
+        if en.overhead_j_per_pe_cycle:
+            # per PE-cycle of work (a MAC or a vector operation): the array's clock tree,
+            # operand registers and control toggle with the work they carry (clock-gated
+            # where a PE idles), so this grows with the array and with its utilisation
+            work = (macs if pe_cycles is None else pe_cycles) + extra_ops * self.add_fraction
+            parts["clock_control"] = float(en.overhead_j_per_pe_cycle) * self.overhead_factor * work
+        return parts
+
+
 # ---- weight-stationary systolic array (TPU v1, NVDLA) -------------------------------------
 
-class WeightStationary:
+class WeightStationary(OperationEnergy):
     kind = "weight-stationary systolic array"
 
     def __init__(self, name: str, arch: Architecture, power: Power | None, energy: Energy | None,
@@ -273,17 +330,9 @@ class WeightStationary:
         self.dram_bw = float(arch.dram_bytes_per_s)
         self.activations = arch.activations or "streamed"
         self.name = name
-        self.power, self.energy = power, energy
+        super().__init__(power, energy)
         self.peak = self.ak * self.an * self.clock_hz
-        #: set by the cost model: per-byte energies of a [power] profile moved from their node
-        #: to the power figures' node; the datapath overhead moved from its own node to the
-        #: other energies' node (each by the profile's technology rule)
-        self.energy_factor = 1.0
         self._at: dict = {}         # nest bits -> at()
-        self.overhead_factor = 1.0
-        #: an addition costs this fraction of an 8-bit MAC (Horowitz, ISSCC 2014: 8-bit add
-        #: 0.03 pJ of a 0.23 pJ multiply-add)
-        self.add_fraction = 0.03 / 0.23
 
     def at(self, nest: Nest) -> tuple[int, int, int, float, float | None]:
         """(bits, array_k, array_n, bytes per element, MAC energy) for the nest's precision:
@@ -467,44 +516,3 @@ class WeightStationary:
                + "".join(f"; {x}" for x in extra))
         mp.update(compute_s=t_c, dram_s=t_d, utilisation=util)
         return EngineCost(self.name, t, parts, bound, how, mp)
-
-    def energy_parts(self, macs: float, sram: float, dram: float, seconds: float,
-                     busy_s: float, mac_j: float | None = None, extra_ops: float = 0.0,
-                     pe_cycles: float | None = None) -> dict:
-        """Energy by component (J, at the figures' node).
-
-        ``[power]`` (measured idle and busy power): static ``idle x T``, the MACs' dynamic
-        ``(busy - idle) x`` the seconds they need at peak, and, where the profile also gives
-        per-byte energies, the bytes moved (DRAM, on-chip SRAM); the measured powers stay
-        the envelope, so a layer's energy lies between ``idle x T`` and ``busy x T`` (the
-        dynamic parts are scaled down together where they would pass it).
-
-        ``[energy]`` (per-operation energies): MACs (and other engine operations, e.g.
-        Winograd transforms), SRAM and DRAM bytes, leakage x T, and the energy beyond the
-        datapath -- clock tree, control, pipeline registers -- per PE-cycle of work
-        (``overhead_j_per_pe_cycle``: per MAC, and an addition's share per other operation)."""
-        en = self.energy
-        if self.power:
-            idle, busy = float(self.power.idle_w), float(self.power.busy_w)
-            parts = {"static": idle * seconds, "dynamic": (busy - idle) * min(busy_s, seconds)}
-            if en is not None:
-                parts["dram"] = dram * float(en.dram_j_per_byte) * self.energy_factor
-                parts["onchip_sram"] = sram * float(en.sram_j_per_byte) * self.energy_factor
-                dyn = parts["dynamic"] + parts["dram"] + parts["onchip_sram"]
-                cap = (busy - idle) * seconds
-                if dyn > cap > 0:
-                    for k in ("dynamic", "dram", "onchip_sram"):
-                        parts[k] *= cap / dyn
-            return parts
-        op_j = float(en.mac_j if mac_j is None else mac_j)
-        parts = {"compute": macs * op_j + extra_ops * float(en.mac_j) * self.add_fraction,
-                 "onchip_sram": sram * float(en.sram_j_per_byte),
-                 "dram": dram * float(en.dram_j_per_byte),
-                 "static": float(en.leakage_w) * seconds}
-        if en.overhead_j_per_pe_cycle:
-            # per PE-cycle of work (a MAC or a vector operation): the array's clock tree,
-            # operand registers and control toggle with the work they carry (clock-gated
-            # where a PE idles), so this grows with the array and with its utilisation
-            work = (macs if pe_cycles is None else pe_cycles) + extra_ops * self.add_fraction
-            parts["clock_control"] = float(en.overhead_j_per_pe_cycle) * self.overhead_factor * work
-        return parts

@@ -21,6 +21,7 @@ import math
 from fodlam import layers as L
 from fodlam import technology
 from fodlam.engines import WeightStationary, cost_layer
+from fodlam.unrolled import Unrolled, op_rate_class
 from fodlam.errors import ConfigError
 from fodlam.models.base import Estimate
 
@@ -46,11 +47,20 @@ class Roofline:
             raise ConfigError(f"accelerator profile {acc.name}: give [power] idle_w/busy_w "
                               "or [energy] per-operation figures")
         try:
-            self.array = WeightStationary(f"systolic array ({arch.array_k}x{arch.array_n}, "
-                                          "weight-stationary)", arch, acc.power, acc.energy,
-                                          acc.precision)
+            if acc.array is not None:       # a chip described by its unrollings (fodlam/chip.py)
+                best = max(acc.array.unroll, key=lambda u: u.macs_per_cycle)
+                self.array = Unrolled(f"MAC array ({best.macs_per_cycle:g} MACs/cycle"
+                                      + (f" x {acc.array.cores} cores" if acc.array.cores > 1 else "")
+                                      + ", declared unrollings)", arch, acc.array, acc.ports,
+                                      acc.power, acc.energy)
+            else:
+                self.array = WeightStationary(f"systolic array ({arch.array_k}x{arch.array_n}, "
+                                              "weight-stationary)", arch, acc.power, acc.energy,
+                                              acc.precision)
         except ConfigError as e:
             raise ConfigError(f"accelerator profile {acc.name}: {e}") from None
+        self.ops = acc.ops
+        self.unrolled = isinstance(self.array, Unrolled)
         self.clock_hz = self.array.clock_hz
         self.bpe = self.array.bpe
         self.vector_width = int(arch.vector_width or self.array.an)
@@ -72,6 +82,8 @@ class Roofline:
                 self.array.overhead_factor = t * p
         self.pipeline = acc.pipeline
         self.streamed = (arch.activations or "streamed") == "streamed"
+        if self.unrolled:
+            self.streamed = self.array.streamed
 
     mode = "per-inference"
     normalisation = ("weight-stationary systolic model for the batch the model is profiled at; "
@@ -109,6 +121,8 @@ class Roofline:
             t = layer.macs / self.peak
             parts = self.array.energy_parts(layer.macs, 0, 0, t, t)
             how = f"{layer.macs} MACs at peak (no shape known)"
+        elif layer.ops and self.unrolled:
+            t, parts, how = self._declared_pass(layer)
         elif layer.ops:
             # a pass of its own: the vector unit at vector_width operations per cycle and,
             # where maps are streamed, the map read from DRAM and written back
@@ -124,6 +138,28 @@ class Roofline:
         parts = {k: v * scale_e for k, v in parts.items()}
         return Estimate(sum(parts.values()), t * self.t_factor, "model" if layer.macs else "rule",
                         how, components=parts)
+
+    def _declared_pass(self, layer):
+        """A pass of its own on a declared chip: its op class at the profile's ``[ops]``
+        rate (else ``vector_width`` operations per cycle), the maps through their port, the
+        fixed cycles of a launched operation."""
+        arr = self.array
+        op_class, elements = op_rate_class(layer)
+        cycles = arr.pass_cycles(op_class, elements, self.ops)
+        if cycles is None:
+            cycles, rule = layer.ops / self.vector_width, f"{layer.ops} ops at {self.vector_width} per cycle"
+        else:
+            rule = (f"{op_class}: {elements:.0f} elements at {self.ops.rate(op_class):g} per cycle"
+                    + (f" x {self.ops.passes(op_class):g} passes" if self.ops.passes(op_class) != 1 else ""))
+        fixed = arr.spec.op_cycles
+        traffic = arr.traffic(0.0, (layer.input_elems + layer.output_elems) * self.bpe)
+        ports = arr.port_seconds(traffic)
+        t = (max([cycles / self.clock_hz] + list(ports.values())) + fixed / self.clock_hz)
+        parts = arr.energy_parts(0, 0, traffic.get("dram", 0.0), t, 0.0, extra_ops=layer.ops)
+        parts.update(arr.port_energy(traffic))
+        how = rule + (f", {fixed:g} fixed cycles" if fixed else "") + "".join(
+            f", {k} {v / 1e3:.3g} kB" for k, v in traffic.items())
+        return t, parts, how
 
     # -- fused post-processing (fodlam/fusion.py) -------------------------------------------
     def pipeline_seconds(self, layer) -> tuple[str, float]:
