@@ -56,6 +56,8 @@ class Unrolling:
     applies: tuple = _f("strs")
     dims: dict = _f("table")
     cycles: float = _f(default=1.0)
+    #: channels of a channels-last map read or written per access (default: a whole burst)
+    access_channels: int | None = _f("int")
     provenance: str | None = _f("str")
 
     def __post_init__(self):
@@ -142,6 +144,9 @@ class OpRates:
     other: float | None = _f()
     softmax_passes: float = _f(default=1.0)
     norm_passes: float = _f(default=1.0)
+    #: channels of the input map a pooling or reducing pass reads per access (default: a
+    #: whole burst)
+    access_channels: int | None = _f("int")
     provenance: str | None = _f("str")
 
     def rate(self, op_class: str) -> float | None:

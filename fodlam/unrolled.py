@@ -101,7 +101,8 @@ class Unrolled(OperationEnergy):
         gemm = nest.taps == 1 and nest.e <= 1
         split = self.spec.core_split
         if self.cores > 1:
-            key = {"p": "w", "k": "c"}.get(split, split)
+            # output channels are the groups of a depthwise layer
+            key = "g" if split == "m" and cls == "depthwise" else {"p": "w", "k": "c"}.get(split, split)
             ext[key] = -(-ext[key] // self.cores)
         options = []
         for u in self.spec.unroll:
@@ -133,7 +134,23 @@ class Unrolled(OperationEnergy):
         w_bytes = weights * bpe
         map_bytes = (nest.in_elems + nest.out_elems
                      + (nest.steps * nest.b_elems if nest.b_operand != "weight" else 0)) * bpe
-        traffic = self.traffic(w_bytes, map_bytes)
+        # maps are read and written channels-innermost, ``access_channels`` per access where
+        # the unrolling states it (else whole bursts): a run shorter than the port's burst
+        # still moves the whole burst (a 3-channel input map reads 3-byte runs)
+        in_ch = out_ch = chosen.access_channels or 1 << 30
+        c_in = nest.c * (nest.groups if cls == "depthwise" else 1)
+        c_out = nest.m * (nest.groups if cls == "depthwise" else 1)
+        pixels = chosen.dims.get("w", 1) * chosen.dims.get("p", 1)
+        # cores splitting the output channels each read the whole input (a depthwise layer's
+        # channels are its own: each core reads its share); cores splitting the positions
+        # each read the whole weights
+        reread_in = self.cores if self.cores > 1 and split in ("m", "g") and cls != "depthwise" else 1
+        reread_w = self.cores if self.cores > 1 and split in ("n", "h", "w", "p") else 1
+        w_bytes *= reread_w
+        map_moved = (reread_in * self._run_cost(nest.in_elems * bpe, c_in, in_ch, pixels, bpe)
+                     + self._run_cost(nest.out_elems * bpe, c_out, out_ch, pixels, bpe)
+                     + (nest.steps * nest.b_elems * bpe if nest.b_operand != "weight" else 0))
+        traffic = self.traffic(w_bytes, map_moved)
         macs = nest.macs
         util = macs / (compute * lanes * self.cores) if compute else 0.0
         return dict(bits=bits, layer_class=cls, unrolling=chosen.name,
@@ -142,6 +159,18 @@ class Unrolled(OperationEnergy):
                     fixed_cycles=fixed, tiles=tiles, cycles=compute + fixed, utilisation=util,
                     weight_bytes=w_bytes, map_bytes=map_bytes, port_bytes=traffic,
                     engine_macs=macs)
+
+    def _run_cost(self, n_bytes: float, channels: int, per_access: int, pixels: int,
+                  bpe: float) -> float:
+        """Bytes a maps port moves for ``n_bytes`` of a channels-last map read ``per_access``
+        channels at a time: whole bursts (``burst_bytes``) per contiguous run. A map no deeper
+        than one access is contiguous across the ``pixels`` the unrolling spans."""
+        port = self.port["maps"]
+        burst = port.burst_bytes if port is not None else None
+        if not burst or not n_bytes:
+            return n_bytes
+        run = channels * pixels * bpe if channels <= per_access else per_access * bpe
+        return n_bytes * burst / min(burst, max(run, bpe))
 
     def traffic(self, w_bytes: float, map_bytes: float) -> dict:
         """Bytes per memory port (``dram`` for tensors no port holds). Nothing stays in a

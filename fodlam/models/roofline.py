@@ -152,7 +152,11 @@ class Roofline:
             rule = (f"{op_class}: {elements:.0f} elements at {self.ops.rate(op_class):g} per cycle"
                     + (f" x {self.ops.passes(op_class):g} passes" if self.ops.passes(op_class) != 1 else ""))
         fixed = arr.spec.op_cycles
-        traffic = arr.traffic(0.0, (layer.input_elems + layer.output_elems) * self.bpe)
+        read = layer.input_elems * self.bpe
+        if op_class in ("pool", "reduce") and self.ops is not None and self.ops.access_channels:
+            read = arr._run_cost(read, getattr(layer, "channels", 1 << 30),
+                                 self.ops.access_channels, 1, self.bpe)
+        traffic = arr.traffic(0.0, read + layer.output_elems * self.bpe)
         ports = arr.port_seconds(traffic)
         t = (max([cycles / self.clock_hz] + list(ports.values())) + fixed / self.clock_hz)
         parts = arr.energy_parts(0, 0, traffic.get("dram", 0.0), t, 0.0, extra_ops=layer.ops)

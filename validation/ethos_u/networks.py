@@ -196,7 +196,10 @@ class TorchBuilder:
                         vals.append(self.mods[idx](args[0]))
                     elif kind == "tokens":      # a Linear over the channels of every position
                         t = args[0]
-                        vals.append(self.mods[idx](t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+                        if t.shape[2] * t.shape[3] == 1:     # one position: no transposes
+                            vals.append(self.mods[idx](t.flatten(1))[:, :, None, None])
+                        else:
+                            vals.append(self.mods[idx](t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
                     elif kind == "add":
                         vals.append(args[0] + args[1])
                     elif kind == "softmax":
