@@ -111,12 +111,15 @@ class Pipeline:
 
     absorbs: tuple = _f("strs")
     elements_per_cycle: float = _f()
+    #: non-MAC classes whose own pass heads a chain (e.g. "add": a residual add, then its
+    #: batch norm and ReLU, in one pass through the pipeline)
+    chains_from: tuple = _f("strs", ())
     pool_elements_per_cycle: float | None = _f()
     op_j: float | None = _f()          # energy per absorbed operation (default: [energy] mac_j)
     provenance: str | None = _f("str")
 
     def __post_init__(self):
-        bad = [a for a in self.absorbs if a not in PIPELINE_CLASSES]
+        bad = [a for a in tuple(self.absorbs) + tuple(self.chains_from) if a not in PIPELINE_CLASSES]
         if bad:
             raise ValueError(f"absorbs: unknown class(es) {', '.join(bad)}; known: "
                              f"{', '.join(PIPELINE_CLASSES)}")

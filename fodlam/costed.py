@@ -390,7 +390,7 @@ def build_profile(nodes: list[Node], cost_model, *, network: dict, batch: int = 
     from . import fusion
 
     pipeline = getattr(cost_model, "pipeline", None)
-    fused = fusion.plan(nodes, pipeline.absorbs) if pipeline is not None else {}
+    fused = fusion.plan(nodes, pipeline.absorbs, pipeline.chains_from) if pipeline is not None else {}
     own = {}
     memo: dict = {}          # a layer repeated in the graph is costed once
 
@@ -407,6 +407,8 @@ def build_profile(nodes: list[Node], cost_model, *, network: dict, batch: int = 
     if fused:
         own.update(fusion.cost_chains(nodes, fused, own, cost_model,
                                       streamed=getattr(cost_model, "streamed", False)))
+    if getattr(cost_model, "prefetch", False):     # weights fetched ahead, in graph order
+        own.update(cost_model.prefetched([(n.name, own[n.name]) for n in nodes if n.name in own]))
     costed = []
     for node in nodes:
         estimates = own.get(node.name, ())

@@ -60,16 +60,28 @@ def _is_head(node) -> bool:
                                 for x in node.layers)
 
 
+def _heads_chain(node, chains_from) -> bool:
+    """A non-MAC node that heads a chain of its own (its classes all in ``chains_from``)."""
+    if not chains_from or not node.layers:
+        return False
+    classes = [op_class(x, len(node.inputs)) for x in node.layers]
+    return all(c in chains_from for c in classes)
+
+
 def _is_view(node) -> bool:
     return bool(node.layers) and all(x.kind == "data" and not x.ops for x in node.layers)
 
 
-def plan(nodes, absorbs) -> dict[str, str]:
+def plan(nodes, absorbs, chains_from=()) -> dict[str, str]:
     """{absorbed node: the MAC node whose pipeline absorbs it}. A node is absorbed when
     every layer of it is of an absorbed class (or it is a free view), and one of its
     operands comes from a MAC node, or a node already absorbed, that nothing else reads;
-    where two do (a residual add of two branches), the later one in graph order."""
+    where two do (a residual add of two branches), the later one in graph order. A node of
+    a class in ``chains_from`` (``[pipeline] chains_from``, e.g. a residual ``add``) that is
+    not absorbed heads a chain of its own: the ops after it pass through the pipeline with
+    it (add + batch norm + ReLU in one pass)."""
     absorbs = set(absorbs)
+    chains_from = set(chains_from)
     readers: dict[str, int] = {}
     for n in nodes:
         for i in n.inputs:
@@ -82,7 +94,7 @@ def plan(nodes, absorbs) -> dict[str, str]:
             continue
         inputs = n.inputs
         if not inputs or not any(p in head for p in inputs):
-            if _is_head(n):
+            if _is_head(n) or _heads_chain(n, chains_from):
                 head[n.name] = n.name
             continue
         if _is_head(n):
@@ -92,9 +104,13 @@ def plan(nodes, absorbs) -> dict[str, str]:
         if not view:
             classes = [op_class(x, len(n.inputs)) for x in n.layers]
             if not classes or not all(c in absorbs for c in classes):
+                if _heads_chain(n, chains_from):
+                    head[n.name] = n.name
                 continue
         sources = [p for p in n.inputs if p in head and readers.get(p, 0) == 1]
         if not sources:
+            if _heads_chain(n, chains_from):
+                head[n.name] = n.name
             continue
         h = head[max(sources, key=order.__getitem__)]
         fused[n.name] = h

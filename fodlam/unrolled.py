@@ -138,19 +138,19 @@ class Unrolled(OperationEnergy):
         # the unrolling states it (else whole bursts): a run shorter than the port's burst
         # still moves the whole burst (a 3-channel input map reads 3-byte runs)
         in_ch = out_ch = chosen.access_channels or 1 << 30
-        c_in = nest.c * (nest.groups if cls == "depthwise" else 1)
-        c_out = nest.m * (nest.groups if cls == "depthwise" else 1)
+        c_in, c_out = nest.c * nest.groups, nest.m * nest.groups     # the maps' channels
         pixels = chosen.dims.get("w", 1) * chosen.dims.get("p", 1)
-        # cores splitting the output channels each read the whole input (a depthwise layer's
-        # channels are its own: each core reads its share); cores splitting the positions
+        # cores splitting a group's output channels each read that group's whole input (a
+        # depthwise layer's one channel per group is read once); cores splitting the positions
         # each read the whole weights
-        reread_in = self.cores if self.cores > 1 and split in ("m", "g") and cls != "depthwise" else 1
+        reread_in = min(self.cores, nest.m) if split in ("m", "g") else 1
         reread_w = self.cores if self.cores > 1 and split in ("n", "h", "w", "p") else 1
         w_bytes *= reread_w
         map_moved = (reread_in * self._run_cost(nest.in_elems * bpe, c_in, in_ch, pixels, bpe)
                      + self._run_cost(nest.out_elems * bpe, c_out, out_ch, pixels, bpe)
                      + (nest.steps * nest.b_elems * bpe if nest.b_operand != "weight" else 0))
         traffic = self.traffic(w_bytes, map_moved)
+        spilled = traffic.pop("_spill", 0.0)
         macs = nest.macs
         util = macs / (compute * lanes * self.cores) if compute else 0.0
         return dict(bits=bits, layer_class=cls, unrolling=chosen.name,
@@ -158,6 +158,7 @@ class Unrolled(OperationEnergy):
                     mac_cycles=mac_cycles, output_cycles=out_cycles, weight_cycles=w_cycles,
                     fixed_cycles=fixed, tiles=tiles, cycles=compute + fixed, utilisation=util,
                     weight_bytes=w_bytes, map_bytes=map_bytes, port_bytes=traffic,
+                    spilled_bytes=spilled,
                     engine_macs=macs)
 
     def _run_cost(self, n_bytes: float, channels: int, per_access: int, pixels: int,
@@ -185,9 +186,20 @@ class Unrolled(OperationEnergy):
             out[mp.name] = out.get(mp.name, 0.0) + fits
             if map_bytes > fits:
                 out[w_name] = out.get(w_name, 0.0) + map_bytes - fits
+                out["_spill"] = map_bytes - fits
         elif self.streamed:
             out["dram"] = out.get("dram", 0.0) + map_bytes
         return {k: v for k, v in out.items() if v}
+
+    def undeclared_bytes(self, traffic: dict) -> float:
+        """Bytes of tensors no declared port holds (DRAM at ``[energy] dram_j_per_byte``)."""
+        declared = {p.name for p in self.port.values() if p is not None}
+        return sum(v for k, v in traffic.items() if k not in declared)
+
+    def spill_port(self) -> str:
+        """Where maps that do not fit their port go."""
+        wp = self.port["weights"]
+        return wp.name if wp else "dram"
 
     def port_seconds(self, traffic: dict) -> dict:
         out = {}
@@ -221,7 +233,7 @@ class Unrolled(OperationEnergy):
             bound = "output-bound"
         elif mp["weight_cycles"] > mp["mac_cycles"]:
             bound = "weight-path-bound"
-        dram = mp["port_bytes"].get("dram", 0.0)
+        dram = self.undeclared_bytes(mp["port_bytes"])
         parts = self.energy_parts(mp["engine_macs"], 0.0, dram, t,
                                   mp["engine_macs"] / (self.peak or 1), mac_j=self._mac_j(mp["bits"]))
         parts.update(self.port_energy(mp["port_bytes"]))

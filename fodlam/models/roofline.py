@@ -157,13 +157,65 @@ class Roofline:
             read = arr._run_cost(read, getattr(layer, "channels", 1 << 30),
                                  self.ops.access_channels, 1, self.bpe)
         traffic = arr.traffic(0.0, read + layer.output_elems * self.bpe)
+        traffic.pop("_spill", None)
         ports = arr.port_seconds(traffic)
         t = (max([cycles / self.clock_hz] + list(ports.values())) + fixed / self.clock_hz)
-        parts = arr.energy_parts(0, 0, traffic.get("dram", 0.0), t, 0.0, extra_ops=layer.ops)
+        parts = arr.energy_parts(0, 0, arr.undeclared_bytes(traffic), t, 0.0, extra_ops=layer.ops)
         parts.update(arr.port_energy(traffic))
         how = rule + (f", {fixed:g} fixed cycles" if fixed else "") + "".join(
             f", {k} {v / 1e3:.3g} kB" for k, v in traffic.items())
         return t, parts, how
+
+    # -- weights fetched ahead (a declared chip's [array] prefetch_weights) ------------------
+    @property
+    def prefetch(self) -> bool:
+        return self.unrolled and bool(self.array.spec.prefetch_weights) and \
+            self.array.port["weights"] is not None
+
+    def prefetched(self, sequence) -> dict:
+        """Node estimates in graph order (``[(name, estimates)]``) with each layer's weight
+        load partly hidden under the layer before it: the weights port idles for the part
+        of the previous layer's time it did not use, and the buffer left free bounds the
+        bytes it can fetch ahead (``weight_buffer_bytes``, else ``onchip_bytes``; no bound
+        where neither is given). Returns ``{name: estimates}`` for the nodes it changed."""
+        from dataclasses import replace
+
+        arr = self.array
+        port = arr.port["weights"]
+        bw = port.effective_bytes_per_s(arr.clock_hz)
+        cap = arr.spec.weight_buffer_bytes or self.accelerator.architecture.onchip_bytes
+        out = {}
+        idle_s, prev_w = 0.0, 0.0          # the previous node's idle weight-port time, bytes
+        for name, ests in sequence:
+            new, node_w = [], 0.0
+            for e in ests:
+                mp = e.mapping or {}
+                w_s = mp.get("port_s", {}).get(port.name, 0.0) * self.t_factor
+                w_bytes = mp.get("port_bytes", {}).get(port.name, 0.0)
+                if w_s and idle_s > 0:
+                    free = (cap - prev_w) / bw * self.t_factor if cap else w_s
+                    hidden = max(0.0, min(w_s, idle_s, free))
+                    fixed_s = mp.get("fixed_cycles", 0.0) / arr.clock_hz * self.t_factor
+                    rest = max([mp.get("compute_s", 0.0) * self.t_factor] +
+                               [v * self.t_factor + fixed_s for k, v in mp.get("port_s", {}).items()
+                                if k != port.name])
+                    t = max(rest, w_s - hidden + fixed_s)
+                    if t < e.latency_s:
+                        e = replace(e, latency_s=t, how=e.how + f"; {hidden / self.t_factor * 1e6:.3g} us "
+                                    "of weight load fetched ahead during the previous layer",
+                                    mapping=dict(mp, prefetched_s=hidden))
+                new.append(e)
+                node_w += w_bytes
+            used = sum(((e.mapping or {}).get("port_s", {}).get(port.name, 0.0) * self.t_factor
+                        - (e.mapping or {}).get("prefetched_s", 0.0)) for e in new)
+            if node_w:          # the port idles for the rest of this node's time
+                idle_s = max(0.0, sum(e.latency_s for e in new) - used)
+                prev_w = node_w
+            else:               # a node without weights (a pass, a view) leaves it idle longer
+                idle_s += sum(e.latency_s for e in new)
+            if any(a is not b for a, b in zip(new, ests)):
+                out[name] = tuple(new)
+        return out
 
     # -- fused post-processing (fodlam/fusion.py) -------------------------------------------
     def pipeline_seconds(self, layer) -> tuple[str, float]:

@@ -58,13 +58,13 @@ class CostPlan:
     nodes: tuple = ()
     fusions: dict = field(default_factory=dict, compare=False)
 
-    def fusion(self, absorbs) -> dict:
+    def fusion(self, absorbs, chains_from=()) -> dict:
         from .. import fusion
 
-        key = tuple(absorbs)
+        key = (tuple(absorbs), tuple(chains_from))
         hit = self.fusions.get(key)
         if hit is None:
-            hit = self.fusions[key] = fusion.plan(self.nodes, key)
+            hit = self.fusions[key] = fusion.plan(self.nodes, *key)
         return hit
 
 
@@ -97,7 +97,7 @@ def cost_nodes(nodes, acc: Accelerator, plan: CostPlan | None = None) -> dict:
     model = models.for_accelerator(acc)
     ests = [model.estimate(*key) for key in plan.keys]
     pipeline = getattr(model, "pipeline", None)
-    fused = plan.fusion(pipeline.absorbs) if pipeline is not None else {}
+    fused = plan.fusion(pipeline.absorbs, pipeline.chains_from) if pipeline is not None else {}
     chains: dict = {}
     if fused:
         from .. import fusion
@@ -107,6 +107,11 @@ def cost_nodes(nodes, acc: Accelerator, plan: CostPlan | None = None) -> dict:
                if name in heads}
         chains = fusion.cost_chains(plan.nodes, fused, own, model,
                                     streamed=getattr(model, "streamed", False))
+    if getattr(model, "prefetch", False):     # weights fetched ahead, as build_profile does
+        chains = dict(chains)
+        chains.update(model.prefetched([
+            (name, chains.get(name) or tuple(ests[j] for j, _ in plan.order[a:b]))
+            for name, a, b in plan.spans]))
     energy = latency = 0.0
     kinds: dict = {}
     for name, a, b in plan.spans:       # graph order: the same sums as costing node by node
