@@ -1,7 +1,8 @@
 """FODLAM's Ethos-U profiles against Arm's Vela, per network and per layer kind.
 
-    python validation/ethos_u/compare.py            # the tables of docs/accuracy.md
-    python validation/ethos_u/compare.py --layers   # and every layer
+    python validation/ethos_u/compare.py                 # the tables of docs/accuracy.md
+    python validation/ethos_u/compare.py --layers        # and each network's layer kinds
+    python validation/ethos_u/compare.py --check docs/accuracy.md   # exit 1 if stale
 
 FODLAM profiles the PyTorch twin of each network (``networks.py``) on the bundled
 ``ethos-u55-128``, ``ethos-u55-256`` and ``ethos-u65-512`` profiles (written from Arm's
@@ -93,18 +94,49 @@ def compare(accelerators=("ethos-u55-128", "ethos-u55-256", "ethos-u65-512")) ->
     return rows
 
 
-def main(argv=None) -> int:
-    rows = compare()
-    print(f"{'network':22s} {'NPU':14s} {'Vela ms':>9s} {'FODLAM ms':>9s} {'ratio':>6s}  "
-          + "  ".join(f"{k[:6]:>6s}" for k in KINDS))
-    for r in rows:
-        kinds = "  ".join(f"{r[f'ratio_{k}']:6.2f}" if r[f"ratio_{k}"] else f"{'-':>6s}" for k in KINDS)
-        print(f"{r['network']:22s} {r['accelerator']:14s} {r['vela_s'] * 1e3:9.3f} "
-              f"{r['fodlam_s'] * 1e3:9.3f} {r['ratio']:6.2f}  {kinds}")
+def table(rows) -> str:
+    """The markdown tables of docs/accuracy.md: per network and NPU, then per layer kind."""
     errs = [abs(r["ratio"] - 1) for r in rows]
-    print(f"median |error| {100 * statistics.median(errs):.1f}%, worst ratio "
-          f"{max(max(r['ratio'], 1 / r['ratio']) for r in rows):.2f}x, "
-          f"{sum(max(r['ratio'], 1 / r['ratio']) > 1.5 for r in rows)} of {len(rows)} outside 1.5x")
+    out = ["| network | NPU | Vela 5.2 (ms) | FODLAM (ms) | FODLAM / Vela |",
+           "| --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        out.append(f"| {r['network']} | {r['accelerator']} | {r['vela_s'] * 1e3:.3f} | "
+                   f"{r['fodlam_s'] * 1e3:.3f} | {r['ratio']:.2f} |")
+    out.append("")
+    out.append(f"Median |error| {100 * statistics.median(errs):.1f}%; "
+               f"{sum(max(r['ratio'], 1 / r['ratio']) <= 1.5 for r in rows)} of {len(rows)} "
+               "network x NPU pairs within 1.5x.")
+    out += ["", "| layer kind | NPU | Vela 5.2 (ms) | FODLAM (ms) | FODLAM / Vela |",
+            "| --- | --- | ---: | ---: | ---: |"]
+    for k in KINDS:
+        for acc in dict.fromkeys(r["accelerator"] for r in rows):
+            v = sum(r[f"vela_{k}_s"] for r in rows if r["accelerator"] == acc)
+            f = sum(r[f"fodlam_{k}_s"] for r in rows if r["accelerator"] == acc)
+            if v:
+                out.append(f"| {k} | {acc} | {v * 1e3:.3f} | {f * 1e3:.3f} | {f / v:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", metavar="PAGE", help="exit 1 unless PAGE holds these tables verbatim")
+    ap.add_argument("--layers", action="store_true", help="also print every network's kinds")
+    args = ap.parse_args(argv)
+    rows = compare()
+    text = table(rows)
+    if args.check:
+        if text not in Path(args.check).read_text(encoding="utf-8"):
+            print(f"{args.check} does not hold the current tables; paste this in:\n{text}")
+            return 1
+        return 0
+    print(text)
+    if args.layers:
+        print(f"{'network':22s} {'NPU':14s} " + "  ".join(f"{k[:6]:>6s}" for k in KINDS))
+        for r in rows:
+            print(f"{r['network']:22s} {r['accelerator']:14s} " + "  ".join(
+                f"{r[f'ratio_{k}']:6.2f}" if r[f"ratio_{k}"] else f"{'-':>6s}" for k in KINDS))
     return 0
 
 
