@@ -56,6 +56,9 @@ class Architecture:
     pe_cols: int | None = _f("int")
     fc_pes: int | None = _f("int")
     fc_clock_mhz: float | None = _f()
+    # the sparse engine's weight SRAM: non-zero weights (one byte each: a 4-bit weight
+    # index and a 4-bit zero-run) beyond it stream from DRAM on every pass
+    fc_onchip_bytes: float | None = _f()
     # whole-chip mechanisms of the weight-stationary array (docs/model.md, "Around the array")
     weight_format: str | None = _f("str")       # "dense" (default) or "tiles": DRAM holds
                                                 # weights as whole padded array tiles

@@ -23,7 +23,7 @@ that reads them is ``fodlam.unrolled.Unrolled``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ConfigError
 
@@ -115,6 +115,9 @@ class ArraySpec:
         if self.core_split not in DIMS:
             raise ValueError(f"core_split must be a loop dimension ({', '.join(DIMS)}), "
                              f"not {self.core_split!r}")
+
+    def check_coverage(self) -> None:
+        """Every layer class has an unrolling (ValueError otherwise)."""
         if not self.unroll:
             raise ValueError("give at least one [[array.unroll]] entry (how the array maps a "
                              "layer class)")
@@ -195,37 +198,13 @@ def parse_array(table, where: str, parse_section) -> ArraySpec:
         raise ConfigError(f"{where}: unroll must be [[array.unroll]] tables")
     unroll = tuple(parse_section(Unrolling, e, f"{where[:-1]}.unroll] #{i + 1}")
                    for i, e in enumerate(entries))
-    top = parse_section(_ArrayTop, {k: v for k, v in table.items() if k != "unroll"}, where)
+    spec = parse_section(ArraySpec, {k: v for k, v in table.items() if k != "unroll"}, where)
+    spec = replace(spec, unroll=unroll)
     try:
-        return top.build(unroll)
-    except ConfigError as e:
+        spec.check_coverage()
+    except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
-
-
-@dataclass(frozen=True)
-class _ArrayTop:
-    """The scalar keys of ``[array]`` (its ``unroll`` list is parsed apart)."""
-
-    cores: int = _f("int", 1)
-    core_split: str = _f("str", "m")
-    split_cycles: float = _f(default=0.0, min0=True)
-    output_elements_per_cycle: float | None = _f()
-    weight_elements_per_cycle: float | None = _f()
-    op_cycles: float = _f(default=0.0, min0=True)
-    tile_cycles: float = _f(default=0.0, min0=True)
-    tile_positions: int | None = _f("int")
-    overlap: bool = _f("bool", True)
-    prefetch_weights: bool = _f("bool", False)
-    weight_buffer_bytes: float | None = _f()
-    input_buffer_bytes: float | None = _f()
-    accumulator_bytes: float | None = _f()
-    provenance: str | None = _f("str")
-
-    def build(self, unroll: tuple) -> ArraySpec:
-        try:
-            return ArraySpec(unroll=unroll, **{k: getattr(self, k) for k in self.__dataclass_fields__})
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    return spec
 
 
 def parse_ports(entries, where: str, parse_section) -> tuple:

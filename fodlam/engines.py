@@ -229,15 +229,27 @@ def sparse_latency(f: dict, t0_s: float, cycles_scale: float) -> float:
 class SparseVector:
     kind = "sparse vector engine"
 
-    def __init__(self, name: str, arch: Architecture, coeffs: FcCoefficients):
+    def __init__(self, name: str, arch: Architecture, coeffs: FcCoefficients,
+                 io_j_per_byte: float = 0.0):
         self.name = name
         self.arch = arch
         self.c = coeffs
         self.power_w = float(coeffs.power_w)
+        self.io_j_per_byte = float(io_j_per_byte)
 
     def cost(self, nest: Nest) -> EngineCost:
         f = sparse_features(nest, self.arch)
         t = sparse_latency(f, self.c.t0_s, self.c.cycles_scale)
+        # on-chip capacity is a hard bound: non-zero weights (a byte each) beyond the weight
+        # SRAM stream from DRAM on every pass over them, overlapped with the arithmetic
+        cap = self.arch.fc_onchip_bytes
+        nnz_bytes = (nest.steps * nest.b_elems * nest.weight_density
+                     if nest.b_operand == "weight" else 0.0)
+        streamed = nnz_bytes if cap is not None and nnz_bytes > cap else 0.0
+        if streamed and self.arch.dram_bytes_per_s:
+            t_d = streamed / float(self.arch.dram_bytes_per_s)
+        else:
+            t_d = 0.0
         how = (f"{f['vectors']} vector(s) x ({self.c.t0_s * 1e6:.3g} us + "
                f"{self.c.cycles_scale:.3g} x {f['cycles']:.4g} cycles: {f['nz_act']:.4g} "
                f"non-zero activations x their columns' non-zeros over the PEs)"
@@ -247,8 +259,18 @@ class SparseVector:
                f"activation density {nest.activation_density:g})")
         mapping = {"vectors": f["vectors"], "cycles_per_vector": f["cycles"],
                    "load_cycles": f["load_cycles"]}
-        return EngineCost(self.name, t, {"sparse_engine": t * self.power_w}, "compute-bound",
-                          how, mapping)
+        parts = {"sparse_engine": t * self.power_w}
+        bound = "compute-bound"
+        if streamed:
+            mapping.update(dram_bytes=streamed, weights_onchip=False)
+            parts["offchip_io"] = streamed * self.io_j_per_byte
+            how += (f"; {streamed / 1e6:.4g} MB of non-zero weights exceed the "
+                    f"{cap / 1e6:.3g} MB weight SRAM and stream from DRAM"
+                    + (f" ({t_d * 1e3:.4g} ms)" if t_d else ""))
+            if t_d > t:
+                parts["static_wait"] = (t_d - t) * self.power_w
+                t, bound = t_d, "DRAM-bound"
+        return EngineCost(self.name, t, parts, bound, how, mapping)
 
 
 class OperationEnergy:

@@ -76,7 +76,8 @@ class ShapeAware:
         try:
             self.engines = {"array": RowStationary("array (row-stationary, Eyeriss)", self.arch_typed,
                                                    model.conv),
-                            "sparse": SparseVector("sparse (EIE)", self.arch_typed, model.fc)}
+                            "sparse": SparseVector("sparse (EIE)", self.arch_typed, model.fc,
+                                                   io_j_per_byte=model.conv.e_io_j_per_byte if model.conv else 0.0)}
         except ConfigError as e:
             raise ConfigError(f"accelerator profile {acc.name}: {e}") from None
         measured = float(model.process_nm if model.process_nm is not None else acc.process_nm)
