@@ -132,6 +132,18 @@ class Unrolled(OperationEnergy):
         # bytes through each memory: the weights (where a port holds them, else DRAM), the
         # maps in and out (where a port holds them; else DRAM when the profile streams them)
         w_bytes = weights * bpe
+        # per-buffer capacities: inputs beyond the input buffer are processed in tiles, each
+        # passing every weight again; outputs beyond the accumulators are produced in blocks
+        # of output channels (at least the unrolling's), each reading the input again
+        in_tiles = (math.ceil(nest.in_elems * bpe / sp.input_buffer_bytes)
+                    if sp.input_buffer_bytes and weights else 1)
+        m_unroll = chosen.dims.get("m", 1)
+        acc_blocks = 1
+        if sp.accumulator_bytes and nest.m > m_unroll:
+            per_channel = 4.0 * nest.out_elems / max(1, nest.m * nest.groups * nest.steps)
+            block = max(m_unroll, int(sp.accumulator_bytes // max(per_channel, 1e-9)))
+            acc_blocks = math.ceil(nest.m / block)
+        w_bytes *= in_tiles
         map_bytes = (nest.in_elems + nest.out_elems
                      + (nest.steps * nest.b_elems if nest.b_operand != "weight" else 0)) * bpe
         # maps are read and written channels-innermost, ``access_channels`` per access where
@@ -146,7 +158,8 @@ class Unrolled(OperationEnergy):
         reread_in = min(self.cores, nest.m) if split in ("m", "g") else 1
         reread_w = self.cores if self.cores > 1 and split in ("n", "h", "w", "p") else 1
         w_bytes *= reread_w
-        map_moved = (reread_in * self._run_cost(nest.in_elems * bpe, c_in, in_ch, pixels, bpe)
+        map_moved = (reread_in * acc_blocks
+                     * self._run_cost(nest.in_elems * bpe, c_in, in_ch, pixels, bpe)
                      + self._run_cost(nest.out_elems * bpe, c_out, out_ch, pixels, bpe)
                      + (nest.steps * nest.b_elems * bpe if nest.b_operand != "weight" else 0))
         traffic = self.traffic(w_bytes, map_moved)
@@ -158,7 +171,7 @@ class Unrolled(OperationEnergy):
                     mac_cycles=mac_cycles, output_cycles=out_cycles, weight_cycles=w_cycles,
                     fixed_cycles=fixed, tiles=tiles, cycles=compute + fixed, utilisation=util,
                     weight_bytes=w_bytes, map_bytes=map_bytes, port_bytes=traffic,
-                    spilled_bytes=spilled,
+                    spilled_bytes=spilled, input_tiles=in_tiles, accumulator_blocks=acc_blocks,
                     engine_macs=macs)
 
     def _run_cost(self, n_bytes: float, channels: int, per_access: int, pixels: int,

@@ -321,3 +321,67 @@ def test_a_bad_declaration_is_one_line(tmp_path, table, message):
     with pytest.raises(ConfigError) as e:
         fodlam.load_accelerator(str(path))
     assert message in str(e.value) and "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_the_systolic_arrays_are_the_same_declaration(tmp_path):
+    """TPU v1's and NVDLA's weight-stationary arrays unroll the reduction (input channels x
+    taps) on array_k rows and the output channels on array_n columns: a chip declared with
+    that unrolling takes the same steps as the systolic engine's weight tiles x rows (the
+    systolic engine adds its fill and drain, double buffering, shared buffer, Winograd and
+    group packing on top; docs/model.md)."""
+    ak, an = 32, 16
+    text = BASE.replace('activations = "resident"', 'activations = "resident"\ndram_bytes_per_s = 1e15') + f"""
+[array]
+
+[[array.unroll]]
+name = "weight-stationary"
+applies = ["conv", "gemm", "depthwise", "product"]
+dims = {{ k = {ak}, m = {an} }}
+"""
+    (tmp_path / "ws.toml").write_text(text)
+    declared = for_accelerator(str(tmp_path / "ws.toml"))
+    systolic = for_accelerator("tpu-v1")
+    from fodlam.accelerator import load_accelerator
+    from fodlam.engines import WeightStationary
+
+    tpu = load_accelerator("tpu-v1").architecture
+    from dataclasses import replace
+
+    arch = replace(tpu, array_k=ak, array_n=an, double_buffered=False, weight_format="dense")
+    ws = WeightStationary("ws", arch, None, systolic.array.energy)
+    for layer in (L.fc(100, 70, 40), L.conv(2, 8, 24, (9, 9), 3, 1, 1), L.fc(1, 512, 512)):
+        n = nests(layer)[0]
+        mp = ws.mapping(n)
+        rows_steps = mp["folds"] * n.rows * n.steps * n.groups     # weight tiles x rows each
+        assert mp["cycles"] - mp["fill_drain_cycles"] == rows_steps
+        assert declared.estimate(layer).mapping["mac_cycles"] == rows_steps
+
+
+def test_declared_fields_sweep_like_any_other():
+    from fodlam.sweeps import apply_overrides, sweepable_fields
+
+    acc = fodlam.load_accelerator("ethos-u55-128")
+    fields = sweepable_fields(acc)
+    assert {"array.op_cycles", "array.cores", "ops.add", "ops.softmax_passes"} <= set(fields)
+    slow = apply_overrides(acc, (("array.op_cycles", 1000), ("ops.add", 0.1)))
+    add = L.Elementwise("eltwise", "add", 2000, 1000, 1000)
+    t_base = for_accelerator(acc).estimate(add).latency_s
+    t_slow = for_accelerator(slow).estimate(add).latency_s
+    assert t_slow == pytest.approx((1000 + 1000 / 0.1) / 500e6) and t_slow > t_base
+    assert acc.array.op_cycles == 64 and len(slow.array.unroll) == len(acc.array.unroll)
+
+
+def test_per_buffer_capacities(tmp_path):
+    """An input beyond the input buffer is tiled (every tile passes the weights again);
+    outputs beyond the accumulators come in blocks of output channels, each re-reading the
+    input."""
+    conv = L.conv(1, 64, 64, (32, 32), 3, 1, 1)      # 64 KiB in, 64 KiB out at 8 bits
+    n = nests(conv)[0]
+    base = chip(tmp_path, name="b").estimate(conv).mapping
+    small_in = chip(tmp_path, name="i", array="input_buffer_bytes = 16384").estimate(conv).mapping
+    assert small_in["input_tiles"] == 4
+    assert small_in["port_bytes"]["flash"] == pytest.approx(4 * base["port_bytes"]["flash"])
+    small_acc = chip(tmp_path, name="a", array="accumulator_bytes = 65536").estimate(conv).mapping
+    # 64 channels x 1024 positions x 4 B = 256 KiB of partial sums: blocks of 16 channels
+    assert small_acc["accumulator_blocks"] == 4
+    assert small_acc["port_bytes"]["sram"] - base["port_bytes"]["sram"] == pytest.approx(3 * n.in_elems)

@@ -20,7 +20,7 @@ from ..layers import KINDS
 from ..sources import ModelRef
 
 #: the profile tables each cost model reads: only their numeric fields may be swept
-SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy", "pipeline"),
+SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy", "pipeline", "array", "ops"),
              "fodlam-shape": ("architecture", "shape_model.conv", "shape_model.fc", "pipeline"),
              "fodlam-2017": ()}
 
