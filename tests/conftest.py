@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,10 +46,13 @@ def run_cli(*args, stdin=None, cwd=None, script="fodlam", env=None, isolated=Fal
         os.chdir(saved[0])
         sys.stdin = saved[1]
         sys.path[:] = saved[2]
-        tmp = tempfile.gettempdir()
-        for name in set(sys.modules) - saved[3]:     # user model files the command imported
+        # forget exactly the user model files the command imported from the test's own
+        # temporary folders (so the next test may write another file of the same name);
+        # never a library's or the checkout's module, wherever they live
+        base = _TEST_TMP[0]
+        for name in set(sys.modules) - saved[3]:
             path = getattr(sys.modules[name], "__file__", None) or ""
-            if path.startswith(tmp):
+            if base and path.startswith(base):
                 del sys.modules[name]
         if saved[4] is not None:
             os.environ["FODLAM_DEBUG"] = saved[4]
@@ -84,8 +86,15 @@ def _git_status() -> set[str] | None:
     return set(out.stdout.splitlines()) if out.returncode == 0 else None
 
 
+#: the root of this run's tmp_path folders (set when the session starts)
+_TEST_TMP: list = [None]
+
+
 def pytest_sessionstart(session):
     session.config._fodlam_git_status = _git_status()
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        _TEST_TMP[0] = str(factory.getbasetemp().resolve()) + os.sep
 
 
 def pytest_sessionfinish(session, exitstatus):
