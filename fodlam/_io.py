@@ -4,7 +4,8 @@ Every file FODLAM writes (profiles, tables, reports, sweep results, calibrated p
 annotated models) goes through ``atomic_write`` or ``atomic_path``: the bytes go to a
 temporary file in the target's folder, which is renamed over the target only once it is
 complete, so an interrupted or failed run leaves the previous output intact (or none),
-never a half-written one. A lock file beside the target (``.NAME.lock``, holding the
+never a half-written one. ``-`` and ``/dev/stdout`` mean standard output, and a character
+device or FIFO (``/dev/null``, a named pipe) is written directly, as every Unix tool does. A lock file beside the target (``.NAME.lock``, holding the
 writer's pid) makes a second concurrent writer of the same output fail with a one-line
 error instead of interleaving bytes; a lock left by a process that no longer runs is
 taken over.
@@ -14,10 +15,42 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
 import tempfile
 from pathlib import Path
 
 from .errors import InputError
+
+
+def special_target(target) -> str | None:
+    """``"stdout"`` for ``-`` and ``/dev/stdout``, ``"stderr"`` for ``/dev/stderr``,
+    ``"device"`` for an existing character device or FIFO (``/dev/null``, a named pipe):
+    outputs written straight through, with no temporary file, rename or lock; else None."""
+    name = str(target)
+    if name in ("-", "/dev/stdout"):
+        return "stdout"
+    if name == "/dev/stderr":
+        return "stderr"
+    try:
+        mode = os.stat(name).st_mode
+    except (OSError, ValueError):
+        return None
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) else None
+
+
+def _to_stream(which: str, data) -> None:
+    stream = sys.stdout if which == "stdout" else sys.stderr
+    if isinstance(data, bytes):
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            stream.flush()
+            buffer.write(data)
+            buffer.flush()
+            return
+        data = data.decode("utf-8", "replace")
+    stream.write(data)
+    stream.flush()
 
 
 def same_file(a, b) -> bool:
@@ -86,6 +119,17 @@ def output_lock(target):
 def atomic_path(target, *, lock: bool = True):
     """A temporary path in ``target``'s folder to write to; renamed over ``target`` when the
     block ends without an exception, removed otherwise."""
+    special = special_target(target)
+    if special == "device":                  # /dev/null, a FIFO: written as it is
+        yield Path(target)
+        return
+    if special is not None:                  # standard output or error: a temporary file,
+        with tempfile.TemporaryDirectory(prefix="fodlam-out-") as folder:   # then copied
+            tmp = Path(folder) / "out"
+            yield tmp
+            if tmp.exists():
+                _to_stream(special, tmp.read_bytes())
+        return
     target = Path(target)
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a directory")
@@ -113,7 +157,20 @@ def atomic_path(target, *, lock: bool = True):
 
 
 def atomic_write(target, data, *, encoding: str = "utf-8") -> None:
-    """Write ``data`` (str or bytes) to ``target`` atomically, under its lock."""
+    """Write ``data`` (str or bytes) to ``target`` atomically, under its lock; ``-`` and
+    ``/dev/stdout`` write to standard output, a device or FIFO is written directly."""
+    special = special_target(target)
+    if special in ("stdout", "stderr"):
+        _to_stream(special, data)
+        return
+    if special == "device":
+        try:
+            with open(target, "wb" if isinstance(data, bytes) else "w",
+                      **({} if isinstance(data, bytes) else {"encoding": encoding})) as f:
+                f.write(data)
+        except OSError as e:
+            raise InputError(f"cannot write {target}: {e.strerror or e}") from None
+        return
     with atomic_path(target) as tmp:
         try:
             if isinstance(data, bytes):
