@@ -50,7 +50,8 @@ def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None
     dimension; ``dtype``: the floating dtype the model is traced in (its floating inputs
     and parameters take it, so its MAC layers take that width; a token model's ids stay
     int64; an integer dtype sets the inputs' type only); ``accelerator``: bundled profile name, TOML path or Accelerator
-    (default eyeriss-eie-65nm); ``cost_model``: override the profile's model
+    (default eyeriss-eie-65nm), or a list of them: the model is imported once and costed on
+    each, side by side (a ``fodlam.comparison.Comparison``); ``cost_model``: override the profile's model
     ("fodlam-shape", "fodlam-2017", "fodlam-roofline"); ``node``: rescale the profile to
     another process node (nm); ``strict``: an unmodeled node is an error; ``moe_routing``:
     how a mixture-of-experts layer's tokens reach its experts, "balanced" (default: tokens
@@ -66,6 +67,9 @@ def profile(model, input_shape=None, *, accelerator=None, batch=None, dtype=None
     imported = import_module(model, input_shape, batch=batch, dtype=dtype, inputs=inputs,
                              moe_routing=moe_routing, weight_density=weight_density,
                              **forward_kwargs)
+    if _several(accelerator):
+        return _cost_on_each(imported, accelerator, node, cost_model, None, activation_density,
+                             strict)
     return cost_imported(imported, _cost_model(accelerator, node, cost_model),
                          activation_density=activation_density, strict=strict)
 
@@ -87,13 +91,38 @@ def profile_onnx(path, *, accelerator=None, input_shapes=None, dims=None, batch=
 
 def profile_ref(ref: ModelRef, *, accelerator=None, strict: bool = False,
                 cost_model: str | None = None, node: float | None = None, rule: str | None = None,
-                dtype=None, weight_density=None, activation_density=None):
-    """Profile the model a ``ModelRef`` names (what every command does)."""
+                dtype=None, weight_density=None, activation_density=None, batch=None):
+    """Profile the model a ``ModelRef`` names (what every command does); a list of
+    accelerators gives a ``fodlam.comparison.Comparison``."""
+    if _several(accelerator):
+        from .comparison import Comparison
+
+        if ref.kind == "config2017":
+            return Comparison([run_config(ref.source, accelerator=resolve(a, node, rule))
+                               for a in accelerator])
+        imported = ref.load(batch=batch, dtype=dtype, weight_density=weight_density)
+        return _cost_on_each(imported, accelerator, node, cost_model, rule, activation_density,
+                             strict)
     if ref.kind == "config2017":
         return run_config(ref.source, accelerator=resolve(accelerator, node, rule))
-    imported = ref.load(dtype=dtype, weight_density=weight_density)
+    imported = ref.load(batch=batch, dtype=dtype, weight_density=weight_density)
     return cost_imported(imported, _cost_model(accelerator, node, cost_model, rule),
                          activation_density=activation_density, strict=strict)
+
+
+def _several(accelerator) -> bool:
+    return isinstance(accelerator, (list, tuple))
+
+
+def _cost_on_each(imported, accelerators, node, cost_model, rule, activation_density, strict):
+    """One import, costed on every accelerator: a ``Comparison``."""
+    from .comparison import Comparison
+
+    if not accelerators:
+        raise InputError("accelerator=[]: name at least one accelerator to compare")
+    return Comparison([cost_imported(imported, _cost_model(a, node, cost_model, rule),
+                                     activation_density=activation_density, strict=strict)
+                       for a in accelerators])
 
 
 def _check_batch(batch) -> None:

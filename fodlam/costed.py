@@ -73,6 +73,10 @@ class NodeCost:
     def module(self) -> str:
         return self.node.origin.get("module", "")
 
+    def __repr__(self) -> str:
+        return (f"<NodeCost {self.name} ({self.kind}): {format_count(self.macs)} MACs, "
+                f"{format_si(self.energy_j, 'J')}, {format_si(self.latency_s, 's')}>")
+
     def to_dict(self) -> dict:
         layers = []
         for layer, est in zip(self.node.layers, self.estimates):
@@ -272,32 +276,45 @@ class Profile:
                 parts.append(f"{pad}{json.dumps(key)}: {text}")
         return "{\n" + ",\n".join(parts) + "\n}\n"
 
-    CSV_COLUMNS = ("name", "op", "kind", "module", "macs", "ops", "energy_j", "latency_s",
-                   "modeled", "method", "how")
-
     def to_csv(self) -> str:
+        """One row per node with every figure the JSON has that fits a column, under the
+        JSON's names (docs/profile-schema.md), then ``how``."""
+        from .report.views import records
+
+        cols, rows = records(self)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(self.CSV_COLUMNS)
-        for n in self.nodes:
-            writer.writerow([n.name, n.op, n.kind, n.module, n.macs, n.ops, repr(n.energy_j),
-                             repr(n.latency_s), n.node.modeled, n.method, n.how])
+        writer.writerow(cols + ["how"])
+        for n, r in zip(self.nodes, rows):
+            writer.writerow([_csv_cell(r[c]) for c in cols] + [n.how])
         return buf.getvalue()
 
     def to_records(self) -> list[dict]:
-        return [{"name": n.name, "op": n.op, "kind": n.kind, "module": n.module,
-                 "macs": n.macs, "ops": n.ops, "energy_j": n.energy_j,
-                 "latency_s": n.latency_s, "modeled": n.node.modeled, "method": n.method}
-                for n in self.nodes]
+        from .report.views import records
+
+        return records(self)[1]
 
     def to_dataframe(self):
+        """The per-node records as a pandas DataFrame (the CSV's columns)."""
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("Profile.to_dataframe() needs pandas: pip install pandas") from None
-        return pd.DataFrame.from_records(self.to_records(), columns=[
-            "name", "op", "kind", "module", "macs", "ops", "energy_j", "latency_s",
-            "modeled", "method"])
+            raise ImportError("Profile.to_dataframe() needs pandas: pip install pandas "
+                              "(or pip install 'fodlam[report]')") from None
+        from .report.views import records
+
+        cols, rows = records(self)
+        return pd.DataFrame.from_records(rows, columns=cols)
+
+    to_pandas = to_dataframe
+
+    def summary(self, depth: int = 2) -> str:
+        """A module tree like torchinfo's: operations grouped under their module path down to
+        ``depth``, with the module type, parameters, input and output shapes, MACs, J, s,
+        share of the energy, and parameter and activation memory."""
+        from .report.views import tree_lines
+
+        return "\n".join(tree_lines(self, depth))
 
     # ---- display ------------------------------------------------------------------------
     def plot(self, top: int = 25, ax=None):
@@ -359,16 +376,21 @@ class Profile:
     def __str__(self) -> str:
         return "\n".join(self.summary_lines())
 
-    def _repr_html_(self) -> str:
-        from .report.table import html_table
+    def __repr__(self) -> str:
+        """One line of totals (``print(profile)`` gives the table)."""
+        from .report.views import one_line
 
-        head = (f"<p><b>FODLAM profile of {_esc(self.model.get('name', '?'))}</b>: "
-                f"{format_count(self.total_macs)} MACs, {format_si(self.total_energy_j, 'J')}, "
-                f"{format_si(self.total_latency_s, 's')} on {_esc(self.accelerator.get('name', '?'))} "
-                f"({_esc(self.cost_model.get('name'))}, {_esc(self.cost_model.get('mode'))})</p>")
-        rows = [[n.name, n.op, n.kind, format_count(n.macs), format_si(n.energy_j, "J"),
-                 format_si(n.latency_s, "s"), n.method] for n in self.top(20)]
-        return head + html_table(["name", "op", "kind", "MACs", "energy", "latency", "method"], rows)
+        return one_line(self)
+
+    def _repr_html_(self) -> str:
+        from .report.views import profile_display
+
+        return profile_display(self)
+
+    def _repr_markdown_(self) -> str:
+        from .report.views import profile_display
+
+        return profile_display(self, markdown=True)
 
 
 def _layer_count(nodes) -> str:
@@ -378,9 +400,10 @@ def _layer_count(nodes) -> str:
     return f"{n} canonical layer{'' if n == 1 else 's'}"
 
 
-def _esc(text) -> str:
-    import html
-    return html.escape(str(text))
+def _csv_cell(v):
+    if v is None:
+        return ""
+    return repr(v) if isinstance(v, float) else v
 
 
 def build_profile(nodes: list[Node], cost_model, *, network: dict, batch: int = 1,

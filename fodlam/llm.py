@@ -161,6 +161,43 @@ class GenerationProfile:
     def __str__(self) -> str:
         return "\n".join(self.summary_lines())
 
+    def __repr__(self) -> str:
+        from .units import format_si
+
+        return (f"<fodlam.GenerationProfile {self.model.get('name', '?')} on "
+                f"{self.accelerator.get('name', '?')}: prompt {self.prompt_len} + "
+                f"{self.new_tokens} tokens x {self.batch}, first token "
+                f"{format_si(self.time_to_first_token_s, 's')}, "
+                f"{format_si(self.decode_latency_s_per_token, 's')}/token, "
+                f"{self.tokens_per_s:.4g} tokens/s, {format_si(self.energy_per_token_j, 'J')}/token>")
+
+    def _display(self, markdown: bool) -> str:
+        from .report.views import html_summary, markdown_summary
+        from .units import format_si
+
+        totals = [("time to first token", format_si(self.time_to_first_token_s, "s")),
+                  ("decode latency per token", format_si(self.decode_latency_s_per_token, "s")),
+                  ("tokens per second", f"{self.tokens_per_s:.4g}"),
+                  ("energy per token", format_si(self.energy_per_token_j, "J")),
+                  ("total energy", format_si(self.total_energy_j, "J")),
+                  ("KV cache at the end", format_si(self.kv_cache_bytes, "B")),
+                  ("bound", f"prefill {self.bound.get('prefill', '?')}, decode "
+                            f"{self.bound.get('decode', '?')}")]
+        rows = [[x.context, format_si(x.latency_s, "s"), format_si(x.energy_j, "J"), x.macs]
+                for x in self.samples]
+        title = (f"FODLAM generation profile of {self.model.get('name', '?')} on "
+                 f"{self.accelerator.get('name', '?')}: prompt {self.prompt_len}, "
+                 f"{self.new_tokens} new tokens, batch {self.batch}")
+        make = markdown_summary if markdown else html_summary
+        return make(title, totals, ["context", "latency", "energy", "MACs"], rows,
+                    f"{len(rows)} sampled decode step(s) of {self.decode_steps}")
+
+    def _repr_html_(self) -> str:
+        return self._display(False)
+
+    def _repr_markdown_(self) -> str:
+        return self._display(True)
+
     def save_html(self, path) -> None:
         """The report page: figures with units, decode steps against context, time by kind
         per phase, top nodes (needs matplotlib)."""

@@ -96,3 +96,119 @@ def test_the_onnx_example_script_runs(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "within the 200 mJ budget" in r.stdout
     assert (tmp_path / "resnet50.json").is_file()
+
+
+# ---- 3. summary first -----------------------------------------------------------------------
+
+def test_repr_is_one_line_and_notebooks_get_a_styled_summary():
+    from examples import zoo
+
+    p = fodlam.profile(zoo.resnet50(), (1, 3, 224, 224))
+    r = repr(p)
+    assert "\n" not in r and len(r) < 300 and "ResNet" in r and "MACs" in r
+    assert len(repr((p.total_energy_j, p.total_latency_s, p.top(5)))) < 4000
+    html = p._repr_html_()
+    assert "<style>" in html and f"top 10 of {len(p.nodes)} nodes" in html and "bound" in html
+    md = p._repr_markdown_()
+    assert md.startswith("**FODLAM profile of") and f"top 10 of {len(p.nodes)}" in md
+    assert str(p).splitlines()[0].startswith("FODLAM profile of")     # print() gives the table
+
+
+def test_generation_and_sweep_results_display_briefly(tmp_path):
+    T = pytest.importorskip("transformers")
+    cfg = T.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    gen = fodlam.generate_profile(T.LlamaForCausalLM(cfg), prompt_len=8, new_tokens=4)
+    assert "\n" not in repr(gen) and len(repr(gen)) < 300 and "tokens/s" in repr(gen)
+    assert "<table>" in gen._repr_html_() and gen._repr_markdown_().startswith("**")
+    (tmp_path / "m.py").write_text("import torch.nn as nn\ndef make():\n    return nn.Linear(8, 8)\n")
+    (tmp_path / "s.toml").write_text('[[models]]\ntorch = "m.py:make"\ninput_shape = [4, 8]\n'
+                                     '[[accelerators]]\nprofile = "tpu-v1"\n'
+                                     'grid = { "architecture.clock_mhz" = [500, 700] }\n')
+    res = fodlam.sweep(tmp_path / "s.toml", jobs=1)
+    assert "\n" not in repr(res) and "2 points" in repr(res)
+    assert "<table>" in res._repr_html_()
+
+
+# ---- 4. a module tree --------------------------------------------------------------------------
+
+def test_module_tree_with_a_depth(model_file):
+    p = fodlam.profile(Tiny(), (1, 3, 8, 8))
+    tree = p.summary(depth=1)
+    lines = tree.splitlines()
+    assert lines[1].split()[:7] == ["module", "type", "params", "input", "output", "MACs", "energy"]
+    body = "\n".join(lines[3:])
+    assert "features" in body and "Sequential" in body and "head" in body
+    params = 3 * 8 * 9 + 8 * 8 * 9 + 8 * 8 * 8 * 10          # the weights the MAC layers use
+    assert f"{params / 1e3:.3g} k" in tree or str(params) in tree
+    deep = p.summary(depth=2)
+    assert "Conv2d" in deep and "Linear" in deep and "1x3x8x8" in deep and "1x10" in deep
+    r = run_cli("torch", f"{model_file}:make", "--input-shape", "1,3,8,8", "--format", "table",
+                "--depth", "1")
+    assert r.returncode == 0 and "module" in r.stdout.splitlines()[1] and "Conv2d" in r.stdout
+
+
+def test_leaf_names_are_readable():
+    class Attn(nn.Module):
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    p = fodlam.profile(Attn(), (1, 2, 16, 8))
+    assert "attention" in p.summary(depth=1)
+    assert any("scaled_dot_product" in n.op for n in p.nodes)       # the JSON keeps the kernel
+
+
+# ---- 5. a complete DataFrame and CSV -------------------------------------------------------------
+
+def test_dataframe_and_csv_carry_the_json_figures():
+    pd = pytest.importorskip("pandas")
+    p = fodlam.profile(Tiny(), (1, 3, 8, 8), accelerator="nvdla-nv-full")
+    df = p.to_pandas()
+    for col in ("engine", "bound", "cycles", "dram_bytes", "sram_bytes", "module", "module_type",
+                "fused_into", "energy_j_lo", "energy_j_hi", "latency_s_lo", "latency_s_hi"):
+        assert col in df.columns, col
+    data = json.loads(p.to_json())
+    comps = {k for n in data["nodes"] for k in n.get("components", {})}
+    assert {f"energy_{c}_j" for c in comps} <= set(df.columns)
+    for row, node in zip(df.to_dict("records"), data["nodes"]):
+        assert row["name"] == node["name"] and row["energy_j"] == node["energy_j"]
+        assert row["engine"] == node.get("engine", "")
+        assert (row["fused_into"] or None) == node.get("fused_into")
+        for c in comps:
+            assert row[f"energy_{c}_j"] == pytest.approx(node.get("components", {}).get(c, 0.0))
+        if node["layers"] and node["layers"][0].get("mapping"):
+            m = node["layers"][0]["mapping"]
+            assert row["cycles"] == pytest.approx(m.get("cycles"))
+    rows = list(csv.DictReader(io.StringIO(p.to_csv())))
+    assert list(rows[0]) == list(df.columns) + ["how"]
+    assert float(rows[0]["energy_j"]) == df["energy_j"][0]
+    schema = (ROOT / "docs" / "profile-schema.md").read_text()
+    for col in df.columns:
+        if not col.startswith("energy_") or col in ("energy_j", "energy_j_lo", "energy_j_hi"):
+            assert f"`{col}`" in schema, col
+
+
+# ---- 6. accelerators side by side ------------------------------------------------------------
+
+def test_accelerators_side_by_side(model_file, tmp_path):
+    cmp = fodlam.profile(Tiny(), (1, 3, 8, 8), accelerator=["tpu-v1", "nvdla-nv-full"], batch=4)
+    assert [p.accelerator["name"] for p in cmp.profiles] == ["tpu-v1", "nvdla-nv-full"]
+    assert all(p.batch == 4 for p in cmp.profiles)
+    assert cmp.best("latency_s").total_latency_s == min(p.total_latency_s for p in cmp.profiles)
+    assert "\n" not in repr(cmp)
+    r = run_cli("torch", f"{model_file}:make", "--input-shape", "1,3,8,8", "--accelerator",
+                "tpu-v1,nvdla-nv-full,ethos-u55-128", "--batch", "2", "--format", "table",
+                "--html", str(tmp_path / "cmp.html"))
+    assert r.returncode == 0, r.stderr
+    for name in ("tpu-v1", "nvdla-nv-full", "ethos-u55-128", "J/inference", "inferences/s",
+                 "least energy"):
+        assert name in r.stdout
+    page = (tmp_path / "cmp.html").read_text()
+    assert page.count("<h2>") == 3 and "top " in page
+    r = run_cli("torch", f"{model_file}:make", "--input-shape", "1,3,8,8", "--accelerator",
+                "tpu-v1,nvdla-nv-full", "--format", "json")
+    data = json.loads(r.stdout)
+    assert data["schema"] == "fodlam-comparison" and len(data["profiles"]) == 2
+    r = run_cli("torch", f"{model_file}:make", "--input-shape", "1,3,8,8", "--accelerator",
+                "tpu-v1,nvdla-nv-full", "--max-energy", "1 pJ")
+    assert r.returncode == 1 and "tpu-v1:" in r.stderr and "nvdla-nv-full:" in r.stderr

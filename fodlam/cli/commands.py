@@ -9,7 +9,7 @@ import sys
 
 from ..errors import InputError
 from .common import (_accelerator_arg, _default_format, _density_arg, _dims_arg, _emit,
-                     _onnx_ref, base_path, check_budget_flags, render)
+                     _onnx_ref, base_path, check_budget_flags, render, write_html)
 from .sweep import _sweep_report
 
 
@@ -25,7 +25,7 @@ def cmd_run(args) -> int:
         return 0
     if args.strict:
         profile.check_modeled()
-    _emit(render(profile, args.format or "json", args.top), args.output)
+    _emit(render(profile, args.format or "json", args.top, getattr(args, "depth", None)), args.output)
     return check_budget_flags(profile, args)
 
 
@@ -77,9 +77,13 @@ def cmd_onnx(args) -> int:
                           weight_density=_density_arg(getattr(args, "weight_density", None)),
                           activation_density=getattr(args, "activation_density", None))
     if args.annotate:
+        if hasattr(profile, "profiles"):
+            raise InputError("--annotate writes one accelerator's figures into the model: give "
+                             "one --accelerator with it")
         from fodlam.importers.onnx import write_annotated
         write_annotated(args.model, profile, args.annotate)
-    _emit(render(profile, args.format or _default_format(), args.top), args.output)
+    _emit(render(profile, args.format or _default_format(), args.top, getattr(args, "depth", None)), args.output)
+    write_html(profile, getattr(args, "html", None), args.top)
     return check_budget_flags(profile, args)
 
 
@@ -89,11 +93,22 @@ def cmd_torch(args) -> int:
     from ..api import profile_ref
     from ..sources import ModelRef, parse_shape
 
+    from .._io import refuse_overwriting_inputs
+
     shapes = tuple(parse_shape(s, "--input-shape") for s in args.input_shape)
+    if args.batch is not None:
+        from ..sources import parse_positive_int
+        parse_positive_int(args.batch, f"--batch {args.batch}")
     ref = ModelRef("torch", args.factory, args.factory, input_shapes=shapes)
+    source = args.factory.rpartition(":")[0]
+    for out, flag in ((args.output, "--output"), (getattr(args, "html", None), "--html")):
+        if source.endswith(".py"):
+            refuse_overwriting_inputs(out, source, flag=flag)
     profile = profile_ref(ref, accelerator=_accelerator_arg(args), strict=args.strict,
-                          dtype=args.dtype, cost_model=getattr(args, "cost_model", None))
-    _emit(render(profile, args.format or _default_format(), args.top), args.output)
+                          dtype=args.dtype, cost_model=getattr(args, "cost_model", None),
+                          batch=args.batch)
+    _emit(render(profile, args.format or _default_format(), args.top, getattr(args, "depth", None)), args.output)
+    write_html(profile, getattr(args, "html", None), args.top)
     return check_budget_flags(profile, args)
 
 

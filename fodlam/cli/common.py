@@ -29,11 +29,17 @@ def _default_format() -> str:
     return "table" if sys.stdout.isatty() else "json"
 
 
-def render(profile, fmt: str, top: int = 10) -> str:
+def render(profile, fmt: str, top: int = 10, depth: int | None = None) -> str:
     if fmt == "json":
         return profile.to_json()
     if fmt == "csv":
         return profile.to_csv()
+    if hasattr(profile, "profiles"):                  # accelerators side by side
+        return str(profile)
+    if depth:
+        if depth < 1:
+            raise InputError(f"--depth {depth}: give a depth of at least 1")
+        return profile.summary(depth=depth)
     return "\n".join(profile.summary_lines(top=top))
 
 
@@ -51,7 +57,14 @@ def _accelerator_arg(args):
     node, rule = getattr(args, "node", None), getattr(args, "scaling", None)
     if node is not None and not (1 <= node <= 1000):
         raise InputError(f"--node {node}: give a process node in nm, e.g. 28")
-    return resolve(getattr(args, "accelerator", None), node, rule)
+    spec = getattr(args, "accelerator", None)
+    if isinstance(spec, str) and "," in spec and not spec.endswith(".toml"):
+        names = [x.strip() for x in spec.split(",")]
+        if not all(names):
+            raise InputError(f"--accelerator {spec!r}: give names or .toml paths separated by "
+                             "commas, e.g. tpu-v1,nvdla-nv-full")
+        return [resolve(name, node, rule) for name in names]     # side by side
+    return resolve(spec, node, rule)
 
 
 def check_budget_flags(profile, args) -> int:
@@ -60,12 +73,29 @@ def check_budget_flags(profile, args) -> int:
     budget = Budget.from_strings(energy=args.max_energy, latency=args.max_latency)
     if budget.empty:
         return 0
-    result = check_profile(profile, budget)
-    if result.breaches:
-        for line in result.messages():
-            print(line, file=sys.stderr)
-        return 1
-    return 0
+    code = 0
+    for p in getattr(profile, "profiles", [profile]):      # each accelerator of a comparison
+        result = check_profile(p, budget)
+        if result.breaches:
+            for line in result.messages():
+                print((f"{p.accelerator.get('name')}: " if hasattr(profile, "profiles") else "")
+                      + line, file=sys.stderr)
+            code = 1
+    return code
+
+
+def write_html(result, path, top: int = 25) -> None:
+    """``--html``: the report page of a profile, or the side-by-side page of a comparison."""
+    if not path:
+        return
+    if hasattr(result, "profiles"):
+        result.save_html(path)
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError("--html needs matplotlib: pip install 'fodlam[report]'")
+    result.save_html(path, top)
 
 
 def add_output_flags(p: argparse.ArgumentParser, default_format: str | None = None) -> None:
@@ -76,13 +106,19 @@ def add_output_flags(p: argparse.ArgumentParser, default_format: str | None = No
                    help="nodes shown in the table (0: all; default 10)")
     p.add_argument("--strict", action="store_true",
                    help="error (exit 2) if any node has no cost model")
+    p.add_argument("--html", metavar="FILE",
+                   help="also write the report page (side by side for several accelerators)")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="table format: a module tree down to depth N (module type, parameters, "
+                        "shapes, MACs, J, s, memory) instead of the flat table of operations")
     add_accelerator_flags(p)
 
 
 def add_accelerator_flags(p: argparse.ArgumentParser) -> None:
     """--accelerator, --cost-model, --node and --scaling: which profile costs the model."""
     p.add_argument("--accelerator", metavar="NAME|FILE.toml",
-                   help="accelerator profile (default eyeriss-eie-65nm; see 'fodlam profiles')")
+                   help="accelerator profile (default eyeriss-eie-65nm; see 'fodlam profiles'); "
+                        "several, comma-separated (tpu-v1,nvdla-nv-full), side by side")
     p.add_argument("--cost-model", choices=("fodlam-shape", "fodlam-2017", "fodlam-roofline"),
                    help="override the accelerator profile's cost model")
     p.add_argument("--node", type=float, metavar="NM",

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "floating inputs and parameters take it (default float32); "
                                    "a token model's ids stay int64; an integer dtype sets the "
                                    "inputs' type only")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="the leading dimension of every input (default: the shapes' own)")
     add_output_flags(p)
     add_budget_flags(p)
     p.set_defaults(func=cmd_torch)

@@ -46,6 +46,35 @@ class Result:
     def failed(self) -> bool:
         return bool(self.failed_models) or self.failed_points > 0 or bool(self.interrupted)
 
+    def __repr__(self) -> str:
+        done = sum(ref.rows for ref in self.chunks)
+        return (f"<fodlam sweep result: {done} points ({self.computed} computed, {self.cached} "
+                f"from the cache, {self.failed_points} failed)"
+                + (f", {len(self.failed_models)} model(s) failed to import" if self.failed_models else "")
+                + (", interrupted" if self.interrupted else "") + ">")
+
+    def _summary(self, markdown: bool, top: int = 10) -> str:
+        from ..report.views import html_summary, markdown_summary
+        from ..units import format_si
+        from .output import top_streaming
+
+        best = top_streaming(self.iter_rows(), top)
+        rows = [[group, r["accelerator"], r["overrides"] or "-", format_si(r["energy_j"], "J"),
+                 format_si(r["latency_s"], "s")] for group, rs in best.items() for r in rs[:top]]
+        totals = [("points", f"{sum(ref.rows for ref in self.chunks)}"),
+                  ("computed", f"{self.computed}"), ("from the cache", f"{self.cached}"),
+                  ("failed", f"{self.failed_points}")]
+        make = markdown_summary if markdown else html_summary
+        return make("FODLAM sweep result", totals,
+                    ["model", "accelerator", "overrides", "energy", "latency"], rows,
+                    f"least energy x latency, top {top} per model and batch")
+
+    def _repr_html_(self) -> str:
+        return self._summary(False)
+
+    def _repr_markdown_(self) -> str:
+        return self._summary(True)
+
 
 def _progress(total: int, quiet: bool):
     if quiet or not sys.stderr.isatty():

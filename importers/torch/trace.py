@@ -208,6 +208,14 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
     nodes = lower_records(tracer)
     info = {"name": type(model).__name__, "format": "torch",
             "inputs": [list(s) for s in shapes] if shapes else "inputs=", "trace": path}
+    # the type of every module that holds a node, and of its ancestors (the module tree)
+    used = set()
+    for n in nodes:
+        parts = (n.origin.get("module") or "").split(".")
+        used.update(".".join(parts[:i]) for i in range(1, len(parts) + 1) if parts[0])
+    types = {name: type(m).__name__ for name, m in model.named_modules() if name in used}
+    if types:
+        info["module_types"] = types
     first = shapes[0] if shapes else None
     resolved_batch = batch if batch is not None else (first[0] if first else 1)
     return nodes, info, resolved_batch

@@ -21,7 +21,7 @@ from fodlam import ops as OPS
 from fodlam.errors import LayerError, ModelError
 from fodlam.nodes import Node
 
-from .lowerings import ATEN, SILENT, _REDUCTIONS, Call, _generic, _shape
+from .lowerings import ATEN, SILENT, _REDUCTIONS, Call, _first_tensor, _generic, _shape
 
 RNN_MODULES = (nn.LSTM, nn.GRU, nn.RNN)
 WEIGHT_VIEWS = {"t", "transpose", "permute", "view", "reshape", "_unsafe_view", "_to_copy", "to",
@@ -183,6 +183,14 @@ def lower_records(tracer: Tracer) -> list[Node]:
         counts[base] = n + 1
         node_name = base if n == 0 else f"{base}#{n}"
         origin = {"module": path, "module_type": mtype, "aten": qualified}
+        tensors = [a for a in (args if isinstance(args, (list, tuple)) else ())
+                   if isinstance(a, torch.Tensor)]
+        first = next((a for a in tensors if not tracer.is_weight(a)), tensors[0] if tensors else None)
+        result = _first_tensor(out) if name not in ("__rnn__", "__moe__") else None
+        if first is not None:
+            origin["input_shape"] = list(_shape(first))
+        if result is not None:
+            origin["output_shape"] = list(_shape(result))
         if name == "__rnn__":
             nodes.append(Node(node_name, qualified, tuple(args), origin, inputs=inputs))
             continue
