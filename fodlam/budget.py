@@ -49,7 +49,7 @@ class BudgetResult:
     energy_j: float
     latency_s: float
     breaches: list[Breach] = field(default_factory=list)
-    top: list = field(default_factory=list)   # (name, energy_j, latency_s)
+    top: list = field(default_factory=list)   # (name, energy_j, latency_s, label)
 
     @property
     def ok(self) -> bool:
@@ -59,8 +59,18 @@ class BudgetResult:
         lines = [f"fodlam: budget exceeded for {self.model}: {b.describe()}" for b in self.breaches]
         if self.breaches:
             lines.append("top contributing nodes: " + "; ".join(
-                f"{name} {format_si(e, 'J')}, {format_si(t, 's')}" for name, e, t in self.top))
+                f"{label} {format_si(e, 'J')}, {format_si(t, 's')}" for _, e, t, label in self.top))
         return lines
+
+
+def node_label(node) -> str:
+    """A node as a breach message names it: its name, and the module path and type (or the
+    ONNX op type) it came from."""
+    origin = node.node.origin
+    what = origin.get("module_type") or origin.get("op_type") or node.kind
+    module = origin.get("module")
+    where = f"{module}, {what}" if module and module != node.name else what
+    return f"{node.name} ({where})"
 
 
 def check_profile(profile, budget: Budget, top: int = 5) -> BudgetResult:
@@ -72,5 +82,5 @@ def check_profile(profile, budget: Budget, top: int = 5) -> BudgetResult:
         result.breaches.append(Breach("latency", profile.total_latency_s, budget.max_latency_s))
     by = "latency_s" if result.breaches and all(b.metric == "latency" for b in result.breaches) \
         else "energy_j"
-    result.top = [(n.name, n.energy_j, n.latency_s) for n in profile.top(top, by=by)]
+    result.top = [(n.name, n.energy_j, n.latency_s, node_label(n)) for n in profile.top(top, by=by)]
     return result

@@ -59,18 +59,22 @@ def find_config(explicit: str | None = None, start: Path | None = None) -> Path:
         if not p.is_file():
             raise InputError(f"budget file {explicit} not found")
         return p
-    here = start or Path.cwd()
-    for candidate in (here / "fodlam.toml", here / "pyproject.toml"):
-        if candidate.is_file():
-            if candidate.name == "pyproject.toml":
-                from .accelerator import read_toml
+    here = (start or Path.cwd()).resolve()
+    # the nearest folder, this one or one above it, with fodlam.toml or a pyproject.toml
+    # holding [tool.fodlam] (as git, pytest and ruff find their files)
+    for folder in (here, *here.parents):
+        for candidate in (folder / "fodlam.toml", folder / "pyproject.toml"):
+            if candidate.is_file():
+                if candidate.name == "pyproject.toml":
+                    from .accelerator import read_toml
 
-                data = read_toml(candidate)
-                if not isinstance(data.get("tool"), dict) or "fodlam" not in data["tool"]:
-                    continue
-            return candidate
-    raise InputError("no budget file: create fodlam.toml or a [tool.fodlam] table in "
-                     "pyproject.toml (see the README), or pass --config FILE")
+                    data = read_toml(candidate)
+                    if not isinstance(data.get("tool"), dict) or "fodlam" not in data["tool"]:
+                        continue
+                return candidate
+    raise InputError(f"no budget file in {here} or any folder above it: create fodlam.toml or "
+                     "a [tool.fodlam] table in pyproject.toml (see the README), or pass "
+                     "--config FILE")
 
 
 def load_config(path: Path) -> tuple[list[BudgetEntry], dict]:
@@ -162,7 +166,7 @@ class ModelCheck:
                    accelerator=self.profile.accelerator.get("name"),
                    breaches=[{"metric": b.metric, "estimate": b.estimate, "limit": b.limit,
                               "overshoot": b.overshoot} for b in r.breaches],
-                   top=[{"name": n, "energy_j": e, "latency_s": t} for n, e, t in r.top],
+                   top=[{"name": n, "energy_j": e, "latency_s": t, "where": w} for n, e, t, w in r.top],
                    nodes=self.nodes_summary())
         if self.baseline is not None:
             out["baseline"] = self.baseline

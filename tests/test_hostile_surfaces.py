@@ -138,7 +138,8 @@ def test_sweep_entry_process_node_is_range_checked(folder, node):
 
 
 @pytest.mark.parametrize("kwargs", [dict(node=-7), dict(node=0), dict(node=float("nan")),
-                                    dict(node=1e9), dict(accelerator=42), dict(accelerator=["tpu-v1"]),
+                                    dict(node=1e9), dict(accelerator=42), dict(accelerator=[]),
+                                    dict(accelerator=["tpu-v1", 42]),
                                     dict(batch=-3), dict(batch=0), dict(batch=True),
                                     dict(activation_density={"no.such.module": 0.5}),
                                     dict(activation_density=2.0)])

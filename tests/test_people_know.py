@@ -212,3 +212,57 @@ def test_accelerators_side_by_side(model_file, tmp_path):
     r = run_cli("torch", f"{model_file}:make", "--input-shape", "1,3,8,8", "--accelerator",
                 "tpu-v1,nvdla-nv-full", "--max-energy", "1 pJ")
     assert r.returncode == 1 and "tpu-v1:" in r.stderr and "nvdla-nv-full:" in r.stderr
+
+
+# ---- 7. fodlam check from a subfolder --------------------------------------------------------
+
+def test_check_finds_the_budget_file_above_and_names_layers(tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "src" / "deep").mkdir(parents=True)
+    (proj / "net.py").write_text("import torch.nn as nn\ndef make():\n"
+                                 "    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())\n")
+    (proj / "fodlam.toml").write_text('[[models]]\nname = "net"\ntorch = "net.py:make"\n'
+                                      'input_shape = [1, 3, 16, 16]\nmax_energy = "1 pJ"\n')
+    r = run_cli("check", cwd=proj / "src" / "deep")
+    assert r.returncode == 1, r.stderr
+    assert f"budgets from {(proj / 'fodlam.toml').resolve()}" in r.stderr
+    assert "0 (0, Conv2d)" in r.stdout + r.stderr or "(Conv2d)" in r.stdout + r.stderr
+    r = run_cli("check", cwd=tmp_path)
+    assert r.returncode == 2 and "any folder above it" in r.stderr
+
+
+# ---- 8. extras, shapes and arguments ----------------------------------------------------------
+
+def test_no_parquet_works_without_pyarrow(tmp_path):
+    (tmp_path / "m.py").write_text("import torch.nn as nn\ndef make():\n    return nn.Linear(8, 8)\n")
+    (tmp_path / "s.toml").write_text('[[models]]\ntorch = "m.py:make"\ninput_shape = [4, 8]\n'
+                                     '[[accelerators]]\nprofile = "tpu-v1"\n'
+                                     'grid = { "architecture.clock_mhz" = [500, 700] }\n')
+    block = "import sys; sys.modules['pyarrow'] = None\nfrom fodlam.cli import main\n"
+    run = [sys.executable, "-c", block + "sys.exit(main(sys.argv[1:]))", "sweep", "s.toml"]
+    r = subprocess.run(run + ["--no-parquet", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "s-results.csv").read_text().splitlines()) == 3
+    assert list((tmp_path / "s-results.parts").glob("*.jsonl"))
+    r = subprocess.run(run + ["-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "fodlam[sweep]" in r.stderr and "--no-parquet" in r.stderr
+
+
+def test_input_shape_rank_mismatch_is_one_line(model_file):
+    r = run_cli("torch", f"{model_file}:make", "--input-shape", "3,8,8")
+    assert r.returncode == 2 and "\n" not in r.stderr.strip()
+    assert "3x8x8" in r.stderr.replace(" ", "") or "(3, 8, 8)" in r.stderr
+    assert "4" in r.stderr and "Conv2d" in r.stderr
+
+
+def test_a_wrong_argument_type_is_named_not_printed():
+    with pytest.raises(fodlam.FodlamError) as e:
+        fodlam.profile(Tiny(), torch.zeros(1, 3, 8, 8))
+    assert "Tensor" in str(e.value) and len(str(e.value)) < 300 and "tensor(" not in str(e.value)
+
+
+def test_readme_and_docs_tell_one_install_story():
+    readme = (ROOT / "README.md").read_text()
+    assert "not published" in readme or "not on PyPI" in readme
+    assert "pip install fodlam[torch,onnx]" not in readme.replace("`", "")

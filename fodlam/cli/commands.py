@@ -148,6 +148,7 @@ def cmd_check(args) -> int:
     from .. import checks
 
     path = checks.find_config(args.config)
+    print(f"fodlam check: budgets from {path}", file=sys.stderr)
     specs, _ = checks.load_config(path)
     if args.model:
         wanted = set(args.model)

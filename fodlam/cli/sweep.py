@@ -43,6 +43,10 @@ def _run_sweep(args, S, spec, prefix) -> int:
     S.select_columns(spec, args.columns)
     points = len(spec.points)
     parquet = not args.no_parquet
+    from ..sweeps.parts import has_pyarrow
+    if parquet and not has_pyarrow():
+        raise InputError("the Parquet output needs pyarrow: pip install 'fodlam[sweep]', or pass "
+                         "--no-parquet to write only the CSV")
     want_csv = args.csv or points <= CSV_LIMIT or not parquet
     cache = None if args.no_cache else (args.cache if args.cache and "://" in args.cache else
                                         Path(args.cache) if args.cache else prefix.with_name(prefix.name + ".parts"))

@@ -10,7 +10,6 @@ from pathlib import Path
 from ..errors import InputError
 from ..report.sweep import front, group_label
 from .parts import Parts
-from .runner import Result
 from .spec import Sweep, column_types, columns
 
 def _csv_value(v):
@@ -44,11 +43,12 @@ def write_parquet(path, sweep: Sweep, rows) -> None:
     except ImportError:
         raise InputError("Parquet output needs pyarrow: pip install 'fodlam[sweep]' (or use --no-parquet)") from None
     from .._io import atomic_path
-    parts = rows.parts if isinstance(rows, Result) else Parts("", columns(sweep), column_types(sweep))
+    streamed = hasattr(rows, "chunks") and hasattr(rows, "parts")      # a sweep Result
+    parts = rows.parts if streamed else Parts("", columns(sweep), column_types(sweep))
     schema = parts.schema()
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
-            if isinstance(rows, Result):
+            if streamed:
                 # parts gathered into row groups of about ROW_GROUP rows: few row groups (small
                 # footer metadata), bounded memory
                 batch, n = [], 0

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from .._version import __version__
+from ..errors import InputError
 from .plan import run_chunk
 from .spec import AccelEntry, AccelSpec, Sweep, columns
 
@@ -44,6 +45,14 @@ class ChunkTask:
     stop: int
 
 
+def has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401,F811
+    except ImportError:
+        return False
+    return True
+
+
 class Parts:
     """The parts folder of a sweep: one Parquet file per finished chunk (written to a
     temporary name and renamed, so a part is whole or absent) and ``index.jsonl``, one line
@@ -55,8 +64,16 @@ class Parts:
         self.columns = list(columns)
         self.types = dict(types)
         self.uri = "://" in self.root
+        #: without pyarrow (``fodlam[sweep]``), local parts are JSON lines, one row a line
+        self.arrow = has_pyarrow()
+        if self.uri and not self.arrow:
+            raise InputError(f"the sweep cache {self.root} is a URI, which needs pyarrow: pip "
+                             "install 'fodlam[sweep]' (or give a local folder)")
 
     # -- storage --------------------------------------------------------------------------
+    def _jsonl(self, key: str) -> str:
+        return os.path.join(os.path.abspath(self.root), f"{key}.jsonl")
+
     def _fs(self):
         import pyarrow.fs as pafs
         if self.uri:
@@ -64,6 +81,9 @@ class Parts:
         return pafs.LocalFileSystem(), os.path.abspath(self.root)
 
     def prepare(self) -> None:
+        if not self.arrow:
+            os.makedirs(self.root, exist_ok=True)
+            return
         fs, base = self._fs()
         fs.create_dir(base, recursive=True)
 
@@ -74,6 +94,13 @@ class Parts:
 
     def write(self, key: str, rows: list[dict]) -> None:
         """A chunk's rows as one Parquet part, atomically."""
+        if not self.arrow:
+            tmp = f"{self._jsonl(key)}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps({c: r.get(c) for c in self.columns}) + "\n")
+            os.replace(tmp, self._jsonl(key))
+            return
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -86,6 +113,12 @@ class Parts:
         fs.move(tmp, f"{base}/{key}.parquet")
 
     def read(self, ref: ChunkRef):
+        if not self.arrow:
+            with open(self._jsonl(ref.key), encoding="utf-8") as f:
+                for j, line in enumerate(f):
+                    r = json.loads(line)
+                    yield {"point": ref.point0 + j, **{k: v for k, v in r.items() if k != "point"}}
+            return
         import pyarrow.parquet as pq
 
         fs, base = self._fs()
@@ -106,10 +139,14 @@ class Parts:
 
     # -- the index of finished chunks ------------------------------------------------------
     def load_index(self) -> dict:
-        fs, base = self._fs()
         try:
-            with fs.open_input_stream(f"{base}/index.jsonl") as f:
-                data = f.read()
+            if self.arrow:
+                fs, base = self._fs()
+                with fs.open_input_stream(f"{base}/index.jsonl") as f:
+                    data = f.read()
+            else:
+                with open(os.path.join(self.root, "index.jsonl"), "rb") as f:
+                    data = f.read()
         except (FileNotFoundError, OSError):
             return {}
         done = {}
@@ -125,6 +162,8 @@ class Parts:
         return done
 
     def exists(self, key: str) -> bool:
+        if not self.arrow:
+            return os.path.isfile(self._jsonl(key))
         import pyarrow.fs as pafs
         fs, base = self._fs()
         return fs.get_file_info(f"{base}/{key}.parquet").type == pafs.FileType.File

@@ -151,10 +151,6 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
     each chunk finishes."""
     import tempfile
 
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise InputError("sweeps write their results as Parquet parts: pip install 'fodlam[sweep]'") from None
     log = log or (lambda msg: print(msg, file=sys.stderr))
     chunk = chunk_size or CHUNK
     tmp = None

@@ -37,14 +37,41 @@ def _resolve_shapes(input_shape, batch):
                                                          for s in input_shape):
         shapes = [tuple(s) for s in input_shape]
     else:
-        raise InputError(f"input_shape {input_shape!r}: give a tuple of ints for one input, or "
+        if isinstance(input_shape, torch.Tensor):
+            raise InputError(f"input_shape is a torch.Tensor (of shape {tuple(input_shape.shape)}), "
+                             "not a shape: give its shape, e.g. input_shape="
+                             f"{tuple(input_shape.shape)}, or pass the tensor as inputs=")
+        text = repr(input_shape)
+        shown = text if len(text) <= 60 else f"a {type(input_shape).__name__}"
+        raise InputError(f"input_shape {shown}: give a tuple of ints for one input, or "
                          "a sequence of tuples for several")
     for s in shapes:
         if not all(isinstance(d, int) and d > 0 for d in s):
-            raise InputError(f"input shape {s}: every dimension must be a positive integer")
+            text = repr(s) if len(repr(s)) <= 60 else f"of {len(s)} dimensions"
+            raise InputError(f"input shape {text}: every dimension must be a positive integer")
     if batch is not None:
         shapes = [(int(batch),) + tuple(s[1:]) if s else s for s in shapes]
     return shapes
+
+
+def check_rank(model, shapes) -> None:
+    """An input shape one dimension short of the first layer's batched input (the batch
+    left out: 3,224,224 for a Conv2d) is a one-line error naming both, not an unbatched
+    trace taking the channels for a batch."""
+    if not shapes:
+        return
+    first = next((m for m in model.modules() if any(True for _ in m.parameters(recurse=False))),
+                 None)
+    dims = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}.get(type(first))
+    if dims is None:
+        return
+    shape = shapes[0]
+    if len(shape) == dims + 1 and shape[0] == first.in_channels:
+        name = next((n for n, m in model.named_modules() if m is first), "?")
+        axes = "N, C, " + ", ".join("DHW"[3 - dims:])
+        raise InputError(f"input shape {tuple(shape)} has {len(shape)} dimensions, but the model's "
+                         f"first layer {name} ({type(first).__name__}) takes {dims + 2} ({axes}): "
+                         f"add the batch, e.g. --input-shape 1,{','.join(map(str, shape))}")
 
 
 def _wants_integer_input(model) -> bool:

@@ -17,7 +17,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from fodlam.errors import InputError, ModelError, UserCodeError, guard_user_code
 
-from .inputs import (_dtype, _fake_like, _has_real_inputs_and_weights, _looks_like_dtype_error,
+from .inputs import (_dtype, check_rank, _fake_like, _has_real_inputs_and_weights, _looks_like_dtype_error,
                      _make_inputs, _real_inputs, _resolve_shapes, _tensors_in,
                      _wants_integer_input, weight_densities)
 from .moe import MOE_ROUTING, _experts_params, _moe_layers
@@ -40,6 +40,8 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
         raise InputError(f"{type(model).__name__} is a TorchScript module, which FODLAM cannot trace; "
                          "pass the eager nn.Module you scripted (or export it to ONNX)")
     shapes = _resolve_shapes(input_shape, batch)
+    if inputs is None:
+        check_rank(model, shapes)
     if shapes is None and inputs is None:
         raise InputError("give input_shape (e.g. (1, 3, 224, 224)) or example inputs=")
     dtype = _dtype(dtype)
