@@ -44,7 +44,7 @@ def assert_within_budget(model, input_shape=None, *, energy=None, latency=None,
         lines.append(f"  estimate: {format_si(result.energy_j, 'J')}, "
                      f"{format_si(result.latency_s, 's')}")
         lines.append("  top layers:")
-        for name, e, t in result.top:
-            lines.append(f"    {name}: {format_si(e, 'J')}, {format_si(t, 's')}")
+        for _, e, t, label in result.top:
+            lines.append(f"    {label}: {format_si(e, 'J')}, {format_si(t, 's')}")
         raise AssertionError("\n".join(lines))
     return profile

@@ -46,12 +46,23 @@ def model_file(tmp_path):
 def test_the_suite_runs_from_a_checkout_under_the_temporary_directory(tmp_path):
     """A clone under the temporary directory (where the CLI helper used to forget every
     module it found there) runs the budget tests, which used to abort the interpreter."""
+    import shutil
+
     clone = tmp_path / "clone"
-    r = subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"git clone failed: {r.stderr.strip()}")
-    # the working tree's test helper (this change may not be committed yet)
-    (clone / "tests" / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    # a copy of the working tree (tracked and new files), as a checkout would lay it
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True)
+    if files.returncode:
+        pytest.skip(f"git ls-files failed: {files.stderr.strip()}")
+    for rel in files.stdout.splitlines():
+        src = ROOT / rel
+        if src.is_symlink():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), clone / rel)
+        elif src.is_file():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, clone / rel)
+    subprocess.run(["git", "init", "-q"], cwd=clone)
     env = dict(os.environ, PYTHONPATH=str(clone))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
                         "tests/test_budgets.py"], cwd=clone, env=env, capture_output=True,
@@ -266,3 +277,70 @@ def test_readme_and_docs_tell_one_install_story():
     readme = (ROOT / "README.md").read_text()
     assert "not published" in readme or "not on PyPI" in readme
     assert "pip install fodlam[torch,onnx]" not in readme.replace("`", "")
+
+
+# ---- 9. report polish ----------------------------------------------------------------------------
+
+def _boxes(fig, texts):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+
+
+def _no_two_intersect(boxes):
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1), (a, b)
+
+
+@pytest.mark.parametrize("n", [3, 12, 40])
+def test_no_overlapping_labels_at_any_number_of_components(monkeypatch, n):
+    pytest.importorskip("matplotlib")
+    from fodlam.report import plots
+
+    p = fodlam.profile(Tiny(), (1, 3, 8, 8), accelerator="ethos-u55-128")
+    many = {f"component_with_a_long_name_{i}": float(i + 1) for i in range(n)}
+    monkeypatch.setattr(plots, "component_totals", lambda profile: many)
+    fig = plots.figure_summary(p)
+    for ax in fig.axes:
+        labels = list(ax.get_yticklabels()) + list(ax.get_xticklabels())
+        _no_two_intersect(_boxes(fig, labels))
+        _no_two_intersect(_boxes(fig, ax.texts))
+        legend = ax.get_legend()
+        if legend is not None:       # outside the data: below the axes
+            (box,) = _boxes(fig, [legend.get_title()]) if False else [legend.get_window_extent(
+                fig.canvas.get_renderer())]
+            assert box.y1 <= ax.get_window_extent(fig.canvas.get_renderer()).y0 + 1
+
+
+def test_the_llm_page_legend_is_outside_the_bars(tmp_path):
+    pytest.importorskip("matplotlib")
+    T = pytest.importorskip("transformers")
+    from matplotlib.figure import Figure
+
+    from fodlam.report import html, plots
+
+    cfg = T.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    gen = fodlam.generate_profile(T.LlamaForCausalLM(cfg), prompt_len=8, new_tokens=4)
+    figs = []
+    real = plots.png_bytes
+
+    def keep(fig, dpi=110):
+        figs.append(fig)
+        return real(fig, dpi)
+    plots.png_bytes, saved = keep, plots.png_bytes
+    try:
+        page = html.render_generation(gen)
+    finally:
+        plots.png_bytes = saved
+    assert "<img" in page and figs and isinstance(figs[0], Figure)
+    fig = figs[0]
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y0 + 1

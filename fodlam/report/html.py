@@ -166,7 +166,7 @@ def render_generation(gen) -> str:
         ax_k.bar(list(phases), vals, bottom=bottom, label=kind)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax_k.set_ylabel("share of the phase's time")
-    ax_k.legend(fontsize=7)
+    plots.outside_legend(ax_k)
     chart = _img(plots.png_bytes(fig), "decode steps against context, and time by kind per phase")
     rows = "".join(f"<tr><td>{e(k)}</td><td class='n'>{e(v)}</td></tr>" for k, v in [
         ("time to first token", format_si(gen.time_to_first_token_s, "s")),

@@ -37,17 +37,40 @@ def draw_layer_bars(ax_energy, ax_latency, profile, top: int = 25) -> None:
         ax.grid(axis="x", alpha=0.3)
 
 
+#: rows of a share chart (energy by kind, by component)
+MAX_ROWS = 10
+
+
+def _share_bars(ax, names, values, colors, title) -> None:
+    """Horizontal bars, one row per name, the largest on top, each with its share written
+    past its end; past ``MAX_ROWS`` the smallest are summed into one "other" row, so labels
+    keep a row of their own however many there are."""
+    names, values = list(names), list(values)
+    if len(names) > MAX_ROWS:
+        rest = len(names) - (MAX_ROWS - 1)
+        names = names[:MAX_ROWS - 1] + [f"other ({rest})"]
+        values = values[:MAX_ROWS - 1] + [sum(values[MAX_ROWS - 1:])]
+        if isinstance(colors, list):
+            colors = colors[:MAX_ROWS - 1] + ["#999999"]
+    ys = list(range(len(names)))[::-1]
+    ax.barh(ys, values, color=colors)
+    ax.set_yticks(ys, [_short(n, 22) for n in names])
+    ax.tick_params(axis="y", labelsize=7)
+    top = max(values, default=1.0) or 1.0
+    ax.set_xlim(0, top * 1.3)
+    for y, v in zip(ys, values):
+        ax.text(v + top * 0.02, y, f"{v:.1f}%", va="center", fontsize=7)
+    ax.set_xlabel("% of energy")
+    ax.set_title(title, fontsize=10)
+
+
 def draw_kind_breakdown(ax, profile) -> None:
     by_kind = {k: v for k, v in profile.by_kind().items() if v["energy_j"] > 0}
     kinds = sorted(by_kind, key=lambda k: -by_kind[k]["energy_j"])
     total = sum(v["energy_j"] for v in by_kind.values()) or 1.0
     values = [100 * by_kind[k]["energy_j"] / total for k in kinds]
-    ax.bar(kinds, values, color=[KIND_COLORS.get(k, "#333333") for k in kinds])
-    for i, v in enumerate(values):
-        ax.text(i, v, f"{v:.1f}%", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("% of energy")
-    ax.set_title("energy by kind", fontsize=10)
-    ax.tick_params(axis="x", labelsize=8)
+    _share_bars(ax, kinds, values, [KIND_COLORS.get(k, "#333333") for k in kinds],
+                "energy by kind")
 
 
 def component_totals(profile) -> dict[str, float]:
@@ -66,9 +89,8 @@ def draw_components(ax, profile) -> bool:
         return False
     names = sorted(comps, key=lambda k: -comps[k])
     total = sum(comps.values()) or 1.0
-    ax.bar(names, [100 * comps[k] / total for k in names], color="#4c72b0")
-    ax.set_ylabel("% of energy")
-    ax.set_title("energy by component", fontsize=10)
+    _share_bars(ax, names, [100 * comps[k] / total for k in names], "#4c72b0",
+                "energy by component")
     return True
 
 
@@ -112,7 +134,13 @@ def draw_roofline(ax, profile) -> None:
     ax.set_title("roofline", fontsize=10)
     ax.grid(True, which="both", alpha=0.2)
     if points or (peak and bandwidth):
-        ax.legend(fontsize=7, loc="lower right")
+        outside_legend(ax)
+
+
+def outside_legend(ax, **kw) -> None:
+    """The legend below the axes, outside the data (it never hides a bar or a point)."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2,
+              frameon=False, **kw)
 
 
 def figure_layers(profile, top: int = 25):

@@ -10,7 +10,7 @@ import statistics
 
 from ..units import format_si
 from .html import _CSS, _JS, _img
-from .plots import png_bytes
+from .plots import outside_legend, png_bytes
 
 META = {"point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling", "status",
         "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"}
@@ -152,7 +152,7 @@ def figure_pareto(rows):
         ax.set_title(model, fontsize=10)
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("energy (mJ)")
-        ax.legend(fontsize=7)
+        outside_legend(ax)
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
     return fig
@@ -224,7 +224,7 @@ def figure_tokens(summary):
     ax.set_yscale("log")
     if max(len(v) for v in curves.values()) > 1:
         ax.set_xscale("log", base=2)
-    ax.legend(fontsize=7)
+    outside_legend(ax)
     return fig
 
 
