@@ -8,7 +8,9 @@ Public API (importing it never imports torch or onnx)::
     prof = fodlam.run_config("configs/alexnet.json")       # 2017-style configuration
     res = fodlam.sweep("SWEEP.toml", jobs=2)               # design-space sweep: res.rows
     gen = fodlam.generate_profile(llm, prompt_len=512, new_tokens=128)   # J and s per token
-    prof.total_energy_j, prof.total_latency_s, prof.top(5), prof.to_json()
+    prof.total_energy_j, prof.total_latency_s, prof.top(5)   # prof: one line; print(prof): the table
+    prof.summary(depth=2); prof.to_pandas(); prof.save_html("report.html")
+    cmp = fodlam.profile(torch_model, (1, 3, 224, 224), accelerator=["tpu-v1", "ethos-u55-128"])
 """
 
 from __future__ import annotations

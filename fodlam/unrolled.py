@@ -250,6 +250,7 @@ class Unrolled(OperationEnergy):
         parts = self.energy_parts(mp["engine_macs"], 0.0, dram, t,
                                   mp["engine_macs"] / (self.peak or 1), mac_j=self._mac_j(mp["bits"]))
         parts.update(self.port_energy(mp["port_bytes"]))
+        parts = {k: v for k, v in parts.items() if v}       # only what this chip spends
         how = (f"{mp['unrolling']} unrolling {' x '.join(f'{d}{f}' for d, f in mp['unrolled'].items())}"
                + (f" on {self.cores} cores" if self.cores > 1 else "")
                + f" at {mp['bits']} bits: {mp['mac_cycles']:.0f} MAC cycles, utilisation "

@@ -97,3 +97,16 @@ def test_report_of_onnx_and_2017_config(tmp_path):
         r = run_cli("report", target, "--png", str(out))
         assert r.returncode == 0, r.stderr
         assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_screenshot_in_headless_chromium(report, tmp_path):
+    """The page as a person sees it: a screenshot in headless Chromium (the label boxes of
+    its charts are checked not to intersect in tests/test_people_know.py)."""
+    shot = tmp_path / "report.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
+           "--virtual-time-budget=5000", f"--screenshot={shot}", report[0].as_uri()]
+    subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

@@ -86,8 +86,11 @@ class Roofline:
             self.streamed = self.array.streamed
 
     mode = "per-inference"
-    normalisation = ("weight-stationary systolic model for the batch the model is profiled at; "
-                     "datasheet figures, not calibrated per layer")
+    @property
+    def normalisation(self) -> str:
+        return (("declared-array" if self.unrolled else "weight-stationary systolic")
+                + " model for the batch the model is profiled at; datasheet figures, not "
+                  "calibrated per layer")
 
     def describe(self) -> dict:
         return {"name": self.name, "mode": self.mode, "normalisation": self.normalisation,
@@ -96,14 +99,30 @@ class Roofline:
                 "architecture": dict(self.accelerator.params.get("architecture", {})),
                 "power": self.power, "energy": self.energy,
                 "engines": {"array": self.array.name},
-                "dispatch": {"rule": "array", "says": "every nest runs on the systolic array"},
-                "rules": {"mac layers": "one loop nest on the weight-stationary array: per weight "
-                                        "tile, rows streamed + 2 x array_k + array_n - 2 cycles of "
-                                        "weight load, fill and drain; rows tiled to the on-chip "
-                                        "buffer; max(compute, DRAM traffic)",
-                          "activation operand": "loaded into the array like a weight (same path)",
-                          "ops": "non-MAC work at vector_width operations per cycle",
-                          "intervals": "none: this profile has no per-layer measurements"}}
+                "dispatch": {"rule": "array", "says": "every nest runs on the " +
+                             ("declared array" if self.unrolled else "systolic array")},
+                "rules": self._rules()}
+
+    def _rules(self) -> dict:
+        if self.unrolled:
+            spec = self.array.spec
+            return {"mac layers": "one loop nest on the array as its profile declares it: per layer "
+                                  "class the fastest applicable unrolling ("
+                                  + "; ".join(f"{u.name}: {', '.join(u.applies)}, "
+                                              + " x ".join(f"{d}{f}" for d, f in u.dims.items())
+                                              + f" per {u.cycles:g} cycle(s)" for u in spec.unroll)
+                                  + "), steps = prod ceil(dim / unroll); max(compute, each port's "
+                                    "bytes / bandwidth) + fixed cycles per operation",
+                    "ops": "non-MAC work at the profile's [ops] rate per class (else vector_width "
+                           "operations per cycle), plus the fixed cycles of a launched operation",
+                    "intervals": "none: this profile has no per-layer measurements"}
+        return {"mac layers": "one loop nest on the weight-stationary array: per weight "
+                              "tile, rows streamed + 2 x array_k + array_n - 2 cycles of "
+                              "weight load, fill and drain; rows tiled to the on-chip "
+                              "buffer; max(compute, DRAM traffic)",
+                "activation operand": "loaded into the array like a weight (same path)",
+                "ops": "non-MAC work at vector_width operations per cycle",
+                "intervals": "none: this profile has no per-layer measurements"}
 
     def estimate(self, layer, reference=None) -> Estimate:
         scale_e = self.t_factor * self.p_factor
@@ -162,6 +181,7 @@ class Roofline:
         t = (max([cycles / self.clock_hz] + list(ports.values())) + fixed / self.clock_hz)
         parts = arr.energy_parts(0, 0, arr.undeclared_bytes(traffic), t, 0.0, extra_ops=layer.ops)
         parts.update(arr.port_energy(traffic))
+        parts = {k: v for k, v in parts.items() if v}
         how = rule + (f", {fixed:g} fixed cycles" if fixed else "") + "".join(
             f", {k} {v / 1e3:.3g} kB" for k, v in traffic.items())
         return t, parts, how
