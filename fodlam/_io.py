@@ -7,8 +7,8 @@ complete, so an interrupted or failed run leaves the previous output intact (or 
 never a half-written one. ``-`` and ``/dev/stdout`` mean standard output, and a character
 device or FIFO (``/dev/null``, a named pipe) is written directly, as every Unix tool does. A lock file beside the target (``.NAME.lock``, holding the
 writer's pid) makes a second concurrent writer of the same output fail with a one-line
-error instead of interleaving bytes; a lock left by a process that no longer runs is
-taken over.
+error naming the lock file instead of interleaving bytes; a lock left by a process that
+no longer runs, or whose pid another process now has, is taken over.
 """
 
 from __future__ import annotations
@@ -81,33 +81,88 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux ``/proc``), to tell a pid reused
+    by another process from the one that took a lock; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _lock_record() -> str:
+    import json
+    import socket
+
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": _proc_start(os.getpid()),
+                       "command": " ".join(sys.argv)[:300]})
+
+
+def _holder(lock: Path):
+    """(pid, holds it) of a lock file: held while its pid runs the same process that wrote
+    it (same start time where the kernel says, a FODLAM command line otherwise)."""
+    import json
+    import socket
+
+    try:
+        text = lock.read_text().strip()
+    except OSError:
+        return 0, False
+    try:
+        rec = json.loads(text)
+        if not isinstance(rec, dict):
+            raise ValueError
+    except ValueError:
+        rec = {"pid": int(text) if text.isdigit() else 0}
+    pid = rec.get("pid") if isinstance(rec.get("pid"), int) else 0
+    if not pid or pid == os.getpid() or not _pid_alive(pid):
+        return pid, False
+    if rec.get("host") not in (None, socket.gethostname()):
+        return pid, True               # another machine's writer: its pid means nothing here
+    started = _proc_start(pid)
+    if rec.get("started") is not None and started is not None:
+        return pid, started == rec["started"]
+    cmd = _cmdline(pid)
+    return pid, cmd is None or "fodlam" in cmd
+
+
 @contextlib.contextmanager
 def output_lock(target):
-    """Hold ``.NAME.lock`` beside ``target`` while writing it; a second writer gets an
-    InputError naming the holder."""
+    """Hold ``.NAME.lock`` beside ``target`` while writing it (the lock says who holds it:
+    pid, host, start time and command); a second writer gets an InputError naming the
+    holder and the lock file. A lock whose process is gone, or whose pid now belongs to
+    another process, is taken over."""
     target = Path(target)
     lock = target.with_name(f".{target.name}.lock")
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                holder = int(lock.read_text().strip() or "0")
-            except (OSError, ValueError):
-                holder = 0
-            if holder and holder != os.getpid() and _pid_alive(holder):
+            holder, held = _holder(lock)
+            if held:
                 raise InputError(f"{target} is being written by another fodlam process (pid "
-                                 f"{holder}); wait for it to finish or choose another output") from None
+                                 f"{holder}, lock {lock}); wait for it to finish or choose "
+                                 "another output") from None
             with contextlib.suppress(OSError):
-                lock.unlink()          # stale: its writer is gone
+                lock.unlink()          # stale: its writer is gone, or the pid is another's
             continue
         except OSError as e:
             raise InputError(f"cannot write {target}: {e.strerror or e}") from None
         with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+            f.write(_lock_record())
         break
     else:  # pragma: no cover - the lock reappeared twice in a row
-        raise InputError(f"{target} is being written by another fodlam process; try again")
+        raise InputError(f"{target} is being written by another fodlam process (lock {lock}); "
+                         "try again")
     try:
         yield
     finally:

@@ -35,7 +35,7 @@ from xml.sax.saxutils import escape, quoteattr
 from .budget import Budget, BudgetResult, check_profile
 from .errors import ConfigError, FodlamError, InputError
 from .sources import ModelRef
-from .units import format_si
+from .units import format_si, xml_document
 
 CHECK_SCHEMA = "fodlam-check"
 CHECK_SCHEMA_VERSION = 1
@@ -318,6 +318,7 @@ def markdown_summary(checks: list[ModelCheck]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@xml_document
 def junit_xml(checks: list[ModelCheck]) -> str:
     failures = sum(1 for c in checks if not c.ok and not c.error)
     errors = sum(1 for c in checks if c.error)

@@ -135,4 +135,5 @@ class Comparison:
             parts.append(_html_table(TOP_HEADER, top,
                                      f"top {len(top)} of {len(p.nodes)} nodes by energy"))
         parts.append("</body></html>\n")
-        atomic_write(path, "".join(parts))
+        from .units import xml_clean
+        atomic_write(path, xml_clean("".join(parts)))

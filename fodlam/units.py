@@ -67,3 +67,27 @@ def format_si(value: float, unit: str, digits: int = 3) -> str:
 def format_count(value: float) -> str:
     """Format a large count compactly: 1.23e9 -> "1.23 G"."""
     return format_si(value, "").strip()
+
+
+_XML_INVALID = None
+
+
+def xml_clean(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (C0 controls other than tab, newline
+    and carriage return; lone surrogates; U+FFFE and U+FFFF): every XML and HTML document
+    FODLAM writes goes through it, so a model name holding ``\\u0001`` cannot break one."""
+    global _XML_INVALID
+    if _XML_INVALID is None:
+        import re
+        _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def xml_document(fn):
+    """Decorate a function returning an XML or HTML document: the result is ``xml_clean``ed."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return xml_clean(fn(*args, **kwargs))
+    return wrapper

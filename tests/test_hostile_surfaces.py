@@ -246,12 +246,19 @@ def test_second_writer_of_a_sweep_output_gets_an_error(folder):
         '[[models]]\ntorch = "hostile_models.py:small"\ninput_shape = [1, 3, 8, 8]\n'
         '[[accelerators]]\nprofile = "tpu-v1"\n')
     prefix = folder / "out"
-    with output_lock(prefix):     # another writer holds it (this process stands in for it)
-        lock = prefix.with_name(".out.lock")
-        lock.write_text("1")      # pid 1 is alive and is not us
-        r = run_cli("sweep", str(folder / "sweep.toml"), "-o", str(prefix), "--no-parquet", "--no-cache")
-        assert "being written by another fodlam process" in _one_line_error(r)
-        lock.write_text(str(os.getpid()))
+    # another fodlam process holds the lock (a stand-in whose command line names fodlam)
+    other = subprocess.Popen([sys.executable, "-c", "import time  # fodlam sweep\ntime.sleep(60)"])
+    try:
+        with output_lock(prefix):
+            lock = prefix.with_name(".out.lock")
+            lock.write_text(str(other.pid))
+            r = run_cli("sweep", str(folder / "sweep.toml"), "-o", str(prefix), "--no-parquet", "--no-cache")
+            err = _one_line_error(r)
+            assert "being written by another fodlam process" in err and ".out.lock" in err
+            lock.write_text(str(os.getpid()))
+    finally:
+        other.kill()
+        other.wait()
     assert not (folder / "out.csv").exists()
     # a lock whose writer is gone is taken over
     lock.write_text("999999999")

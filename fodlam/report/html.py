@@ -6,7 +6,7 @@ import base64
 import html
 import json
 
-from ..units import format_count, format_si
+from ..units import format_count, format_si, xml_document
 from . import plots
 
 _CSS = """
@@ -55,6 +55,7 @@ def _cell(value, shown=None, numeric=False) -> str:
     return f'<td{cls} data-v="{html.escape(str(value))}">{html.escape(str(shown))}</td>'
 
 
+@xml_document
 def render(profile, top: int = 25) -> str:
     e = html.escape
     acc = profile.accelerator
@@ -141,6 +142,7 @@ cost model <code>{e(str(cm.get('name')))}</code> ({e(str(cm.get('mode')))})</div
 """
 
 
+@xml_document
 def render_generation(gen) -> str:
     """The report page of an LLM generation (``fodlam.llm.GenerationProfile``): its figures
     with units, the sampled decode steps against their context, and where the prefill's and

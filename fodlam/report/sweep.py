@@ -8,7 +8,7 @@ import json
 import math
 import statistics
 
-from ..units import format_si
+from ..units import format_si, xml_document
 from .html import _CSS, _JS, _img
 from .plots import outside_legend, png_bytes
 
@@ -232,6 +232,7 @@ def png(rows) -> bytes:
     return png_bytes(figure_pareto(rows))
 
 
+@xml_document
 def render(rows, source: str = "") -> str:
     """The report page of a sweep's rows (a list, any iterable, or a ``Summary``)."""
     summary = _summary(rows)

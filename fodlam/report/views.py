@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import math
 
-from ..units import format_count, format_si
+from ..units import format_count, format_si, xml_document
 
 #: aten kernels whose names say nothing to a reader, by what they compute
 READABLE = (("scaled_dot_product", "attention"), ("_native_multi_head_attention", "attention"),
@@ -96,6 +96,7 @@ def _html_table(header, rows, caption="") -> str:
     return "".join(out)
 
 
+@xml_document
 def html_summary(title: str, totals, header, rows, caption) -> str:
     head = f"<p><b>{html.escape(title)}</b></p>"
     tot = _html_table(["figure", "value"], totals)

@@ -109,15 +109,44 @@ def _stop_pool(pool) -> None:
 
 
 def _worker_signals() -> None:
-    """Workers take SIGTERM and SIGINT as any process does (the driver stops them)."""
+    """Workers take SIGTERM, SIGINT and SIGHUP as any process does (the driver stops them),
+    and die with their driver however it ends (``die_with_parent``)."""
     import signal
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    die_with_parent()
+
+
+def die_with_parent(poll_s: float = 1.0) -> None:
+    """End this worker when the process that started it ends, even by SIGKILL: the kernel's
+    parent-death signal where there is one (Linux ``prctl(PR_SET_PDEATHSIG)``), and a thread
+    that watches the parent's pid everywhere (a worker re-parented to init exits within
+    ``poll_s``)."""
+    import signal
+    import threading
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):                        # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:       # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+    threading.Thread(target=watch, name="fodlam-parent-watch", daemon=True).start()
 
 
 def on_signals():
-    """A context in which SIGTERM and SIGINT raise ``Interrupted`` in the driver (the main
-    thread only; elsewhere it does nothing)."""
+    """A context in which SIGTERM, SIGINT and SIGHUP (a closed terminal) raise
+    ``Interrupted`` in the driver (the main thread only; elsewhere it does nothing)."""
     import contextlib
     import signal
     import threading
@@ -130,7 +159,8 @@ def on_signals():
 
         def raise_interrupted(signum, _frame):
             raise Interrupted(signum)
-        old = {s: signal.signal(s, raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+        old = {s: signal.signal(s, raise_interrupted)
+               for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         try:
             yield
         finally:

@@ -250,6 +250,10 @@ def _import_file(path, *, input_shapes=None, dims=None, batch=None):
     return nodes, info, warnings + graph.warnings, resolved_batch
 
 
+#: the most elements ``--weight-density measure`` decodes from one initializer (2^31)
+MEASURE_LIMIT = 1 << 31
+
+
 def _weight_densities(path, spec, nodes) -> list:
     """fc layers with the weight density given (a number) or measured from the initializers
     they multiply ("measure": reads the weights, from inside the model's folder only)."""
@@ -265,7 +269,23 @@ def _weight_densities(path, spec, nodes) -> list:
         density = {}
         for init in model.graph.initializer:
             if len(init.dims) >= 2:
-                arr = numpy_helper.to_array(init)
+                declared = 1
+                for d in init.dims:
+                    declared *= max(0, int(d))
+                if declared > MEASURE_LIMIT:
+                    raise InputError(f"{path}: initializer {init.name!r} declares {declared:,} "
+                                     f"elements, more than measuring reads ({MEASURE_LIMIT:,}); give "
+                                     "--weight-density as a number instead")
+                try:
+                    arr = numpy_helper.to_array(init)
+                except (ValueError, TypeError, OverflowError, MemoryError) as e:
+                    raise InputError(f"{path}: initializer {init.name!r} cannot be read to measure "
+                                     f"its density ({type(e).__name__}: "
+                                     f"{' '.join(str(e).split())[:120]}); the file is damaged, or "
+                                     "give --weight-density as a number") from None
+                if arr.size != declared:
+                    raise InputError(f"{path}: initializer {init.name!r} holds {arr.size} values "
+                                     f"for a declared {declared}; the file is damaged")
                 density[init.name] = float(np.count_nonzero(arr)) / max(1, arr.size)
         by_index = {i: n for i, n in enumerate(model.graph.node)}
 

@@ -1,0 +1,150 @@
+"""Hostile input, round 3 (issue 29): no NaN past the gate, no input overwritten by any
+command, a sweep cache that cannot lie, storage faults and Ray as one-line errors, workers
+that die with their driver, user text drawn as text, exit codes as documented, clean XML,
+names that resolve predictably, locks that name themselves."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+torch = pytest.importorskip("torch")
+
+import fodlam  # noqa: E402
+
+SLOW_MODELS = """
+import torch
+
+def small():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+"""
+
+
+def _one_line_error(r, code=2):
+    assert r.returncode == code, (r.returncode, r.stdout[-500:], r.stderr[-1500:])
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert any(line.startswith("fodlam: error") for line in r.stderr.splitlines()), r.stderr
+    return r.stderr
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "models3.py").write_text(SLOW_MODELS)
+    return tmp_path
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                out.append(int(p.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# ---- 6. workers tied to their driver ----------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_workers_die_with_their_driver(folder, sig):
+    (folder / "s.toml").write_text(
+        '[[models]]\ntorch = "models3.py:small"\ninput_shape = [1, 3, 64, 64]\n'
+        '[[accelerators]]\nprofile = "tpu-v1"\n'
+        'grid = { "architecture.clock_mhz" = [' + ", ".join(str(100 + i) for i in range(4000)) + "] }\n")
+    driver = subprocess.Popen([sys.executable, "-c", "import sys; from fodlam.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", "sweep", "s.toml", "--jobs", "2",
+                               "--chunk-size", "16", "-q", "--no-cache"],
+                              cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    workers = []
+    deadline = time.time() + 60
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        workers = [p for p in _children(driver.pid) if _alive(p)]
+    assert len(workers) >= 2, "the pool never started"
+    driver.send_signal(sig)
+    driver.wait(timeout=60)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers), "a worker outlived its driver"
+    if sig == signal.SIGHUP:               # handled like SIGTERM: finished chunks kept
+        assert driver.returncode == 128 + signal.SIGHUP
+        assert (folder / "s-results.csv").is_file()
+
+
+# ---- 8. every ONNX decode behind the error boundary ---------------------------------------
+
+def _onnx_with_initializer(path, raw: bytes, dims):
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=dims, raw_data=raw)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, dims[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, dims[1]])],
+                          initializer=[w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("raw,dims", [(b"\0" * 12, [4, 4]), (b"\0" * 16, [1 << 17, 1 << 17])])
+def test_measuring_a_damaged_or_huge_initializer_is_one_line(tmp_path, raw, dims):
+    pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    _onnx_with_initializer(path, raw, dims)
+    r = run_cli(str(path), "--weight-density", "measure", "--format", "json", script="fodlam-onnx")
+    assert "'W'" in _one_line_error(r)
+
+
+# ---- 10. XML and HTML without control characters -------------------------------------------
+
+def test_junit_and_html_with_control_characters(folder):
+    import xml.dom.minidom
+
+    (folder / "fodlam.toml").write_text(
+        '[[models]]\nname = "net\\u0001bad"\ntorch = "models3.py:small"\ninput_shape = [1, 3, 8, 8]\n'
+        'max_energy = "1 pJ"\n')
+    r = run_cli("check", "--junit", str(folder / "j.xml"), cwd=folder)
+    assert r.returncode == 1, r.stderr
+    text = (folder / "j.xml").read_text()
+    assert "\x01" not in text
+    xml.dom.minidom.parseString(text)             # well-formed
+    from fodlam.units import xml_clean
+    assert xml_clean("a\x01b\x1fc\td\n") == "a\ufffdb\ufffdc\td\n"
+
+
+# ---- 12. locks that name themselves ------------------------------------------------------------
+
+def test_a_lock_held_by_an_unrelated_live_process_is_taken_over(folder):
+    from fodlam._io import output_lock
+
+    target = folder / "out.json"
+    lock = folder / ".out.json.lock"
+    sleeper = subprocess.Popen(["sleep", "30"])       # alive, and not fodlam
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "command": "fodlam torch"}))
+        with output_lock(target):
+            record = json.loads(lock.read_text())
+            assert record["pid"] == os.getpid() and record["host"] and "command" in record
+        assert not lock.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
