@@ -148,3 +148,146 @@ def test_a_lock_held_by_an_unrelated_live_process_is_taken_over(folder):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+# ---- 7. user text is text; reports believe only costs ----------------------------------------
+
+def test_names_with_mathtext_are_drawn_literally(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "dollar.py").write_text(
+        "import torch.nn as nn\n"
+        "def make():\n"
+        "    m = nn.Sequential()\n"
+        "    m.add_module('conv$\\\\undefinedcmd{x}$', nn.Conv2d(3, 8, 3))\n"
+        "    return m\n")
+    r = run_cli("report", f"{tmp_path / 'dollar.py'}:make", "--input-shape", "1,3,16,16",
+                "--html", str(tmp_path / "r.html"), "--png", str(tmp_path / "r.png"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _sweep_csv(path, rows, extra_cols=()):
+    cols = ["point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling",
+            "status", "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes",
+            *extra_cols]
+    lines = [",".join(cols)]
+    for r in rows:
+        lines.append(",".join(str(r.get(c, "")) for c in cols))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_sweep_reports_read_only_costs(tmp_path):
+    pytest.importorskip("matplotlib")
+    ok = dict(model="m$\\bad{x}$", batch=1, accelerator="a", status="ok", macs=10, energy_j=1e-3,
+              latency_s=1e-3, edp_js=1e-6)
+    _sweep_csv(tmp_path / "good.csv", [dict(ok, point=0), dict(ok, point=1, energy_j=2e-3,
+                                                                latency_s=5e-4, edp_js=1e-6)])
+    r = run_cli("report", str(tmp_path / "good.csv"), "--html", str(tmp_path / "g.html"),
+                "--png", str(tmp_path / "g.png"))
+    assert r.returncode == 0, r.stderr
+    _sweep_csv(tmp_path / "neg.csv", [dict(ok, point=0), dict(ok, point=1, energy_j=-5.0)])
+    r = run_cli("report", str(tmp_path / "neg.csv"), "--html", str(tmp_path / "n.html"))
+    err = _one_line_error(r)
+    assert "row 3" in err and "energy_j" in err and not (tmp_path / "n.html").exists()
+    _sweep_csv(tmp_path / "nan.csv", [dict(ok, point=0, latency_s="nan")])
+    assert "latency_s" in _one_line_error(run_cli("report", str(tmp_path / "nan.csv"), "--html",
+                                                  str(tmp_path / "x.html")))
+    big = dict(ok, point=0, error="x" * 200_000, status="failed", energy_j="", latency_s="")
+    _sweep_csv(tmp_path / "big.csv", [big, dict(ok, point=1)])
+    r = run_cli("report", str(tmp_path / "big.csv"), "--html", str(tmp_path / "b.html"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_100000_column_sweep_csv_reports_in_seconds(tmp_path):
+    pytest.importorskip("matplotlib")
+    extra = [f"architecture.c{i}" for i in range(100_000)]
+    ok = dict(model="m", batch=1, accelerator="a", status="ok", macs=10, energy_j=1e-3,
+              latency_s=1e-3, edp_js=1e-6)
+    _sweep_csv(tmp_path / "wide.csv", [dict(ok, point=i) for i in range(3)], extra)
+    t = time.perf_counter()
+    r = run_cli("report", str(tmp_path / "wide.csv"), "--html", str(tmp_path / "w.html"))
+    assert r.returncode == 0, r.stderr
+    assert time.perf_counter() - t < 30
+
+
+# ---- 9. exit codes, one table, every command ----------------------------------------------------
+
+RAISES = """
+import torch
+
+def raises():
+    raise ValueError("the factory is broken")
+
+class BadForward(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("the forward is broken")
+
+def bad_forward():
+    return BadForward()
+
+def quits():
+    raise SystemExit(0)
+"""
+
+
+@pytest.fixture
+def codes(tmp_path):
+    (tmp_path / "codes.py").write_text(RAISES)
+    (tmp_path / "ok.py").write_text(SLOW_MODELS)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, code", [
+    # bad input: 2
+    (["torch", "nope.py:make", "--input-shape", "1,3,8,8"], 2),
+    (["onnx-missing"], 2),
+    (["run", "missing.json"], 2),
+    (["check", "--config", "missing.toml"], 2),
+    (["report", "missing.py:make", "--html", "x.html"], 2),
+    (["sweep", "missing.toml"], 2),
+    (["calibrate", "--data", "missing.csv"], 2),
+    (["diagnose", "--accelerator", "no-such-profile"], 2),
+    (["llm", "missing.py:make"], 2),
+    # user code raising: 1
+    (["torch", "codes.py:raises", "--input-shape", "1,3,8,8"], 1),
+    (["torch", "codes.py:bad_forward", "--input-shape", "1,3,8,8"], 1),
+    (["torch", "codes.py:quits", "--input-shape", "1,3,8,8"], 1),
+    (["report", "codes.py:raises", "--input-shape", "1,3,8,8", "--html", "x.html"], 1),
+    (["llm", "codes.py:raises"], 1),
+    (["llm", "codes.py:quits"], 1),
+    # a budget breach: 1
+    (["torch", "ok.py:small", "--input-shape", "1,3,8,8", "--max-energy", "1 pJ"], 1),
+])
+def test_exit_codes_as_documented(codes, argv, code):
+    if argv[0] == "onnx-missing":
+        r = run_cli("missing.onnx", script="fodlam-onnx", cwd=codes)
+    else:
+        r = run_cli(*argv, cwd=codes)
+    assert r.returncode == code, (argv, r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+def test_budget_models_whose_code_raises_exit_1(codes):
+    (codes / "fodlam.toml").write_text(
+        '[[models]]\nname = "broken"\ntorch = "codes.py:raises"\ninput_shape = [1, 3, 8, 8]\n'
+        'max_energy = "1 J"\n[[models]]\nname = "fine"\ntorch = "ok.py:small"\n'
+        'input_shape = [1, 3, 8, 8]\nmax_energy = "1 J"\n')
+    r = run_cli("check", cwd=codes)
+    assert r.returncode == 1 and "broken" in r.stderr
+
+
+def test_an_internal_error_exits_3(codes, monkeypatch):
+    import fodlam.api
+
+    def boom(*a, **k):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(fodlam.api, "profile_ref", boom)
+    r = run_cli("torch", "ok.py:small", "--input-shape", "1,3,8,8", cwd=codes)
+    assert r.returncode == 3 and "internal error" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_exit_code_table_is_in_the_docs():
+    text = (ROOT / "docs" / "robustness.md").read_text()
+    assert "## Exit codes" in text
+    for line in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
+        assert line in text

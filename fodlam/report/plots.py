@@ -13,8 +13,16 @@ KIND_COLORS = {"conv": "#1f77b4", "fc": "#ff7f0e", "matmul": "#2ca02c", "rnn": "
                "gather": "#bcbd22", "data": "#17becf", "unmodeled": "#000000"}
 
 
+def literal(text) -> str:
+    """User text (model, node, module and accelerator names) as matplotlib draws it
+    literally: a ``$`` would otherwise open mathtext, and a name like ``conv$\\x{y}$`` fail
+    to parse."""
+    return str(text).replace("$", r"\$")
+
+
 def _short(name: str, width: int = 34) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    name = name if len(name) <= width else "…" + name[-(width - 1):]
+    return literal(name)
 
 
 def draw_layer_bars(ax_energy, ax_latency, profile, top: int = 25) -> None:
@@ -167,10 +175,10 @@ def figure_summary(profile, top: int = 25):
     ax_c = fig.add_subplot(grid[1, 1])
     if not draw_components(ax_c, profile):
         ax_c.axis("off")
-        ax_c.text(0.5, 0.5, f"cost model {profile.cost_model.get('name')}\n"
+        ax_c.text(0.5, 0.5, f"cost model {literal(profile.cost_model.get('name'))}\n"
                   "gives no per-component breakdown", ha="center", va="center", fontsize=9)
     draw_roofline(fig.add_subplot(grid[1, 2]), profile)
-    fig.suptitle(f"{profile.model.get('name')} on {profile.accelerator.get('name')}: "
+    fig.suptitle(f"{literal(profile.model.get('name'))} on {literal(profile.accelerator.get('name'))}: "
                  f"{profile.total_energy_j * 1e3:.4g} mJ, {profile.total_latency_s * 1e3:.4g} ms, "
                  f"{profile.total_macs / 1e9:.4g} G MACs", fontsize=11)
     return fig

@@ -10,7 +10,7 @@ import statistics
 
 from ..units import format_si, xml_document
 from .html import _CSS, _JS, _img
-from .plots import outside_legend, png_bytes
+from .plots import literal, outside_legend, png_bytes
 
 META = {"point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling", "status",
         "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"}
@@ -44,11 +44,12 @@ def front(rs: list[dict]) -> list[dict]:
 
 def parameters(rows) -> list[str]:
     """The swept profile fields (override columns) and the process node, where they vary."""
-    keys = []
+    keys: dict = {}                 # insertion-ordered, constant-time membership
     for r in rows:
         for k in r:
-            if k not in META and not k.startswith(("energy_j_", "latency_s_")) and k not in keys:
-                keys.append(k)
+            if k not in keys and k not in META and not k.startswith(("energy_j_", "latency_s_")):
+                keys[k] = None
+    keys = list(keys)
     nodes = {r.get("process_nm") for r in rows if r.get("process_nm") not in (None, "")}
     return keys + (["process_nm"] if len(nodes) > 1 else [])
 
@@ -140,7 +141,7 @@ def figure_pareto(rows):
         for acc in dict.fromkeys(r["accelerator"] for r in rs):
             sel = [r for r in rs if r["accelerator"] == acc]
             ax.scatter([r["latency_s"] * 1e3 for r in sel], [r["energy_j"] * 1e3 for r in sel], s=12,
-                       alpha=0.6, label=acc)
+                       alpha=0.6, label=literal(acc))
         edge = summary.fronts.get(model, [])
         if edge:
             ax.plot([r["latency_s"] * 1e3 for r in edge], [r["energy_j"] * 1e3 for r in edge], "k-",
@@ -149,7 +150,7 @@ def figure_pareto(rows):
         ax.set_xscale("log")
         ax.set_yscale("log")
         _readable_log_axes(ax)
-        ax.set_title(model, fontsize=10)
+        ax.set_title(literal(model), fontsize=10)
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("energy (mJ)")
         outside_legend(ax)
@@ -194,7 +195,7 @@ def figure_sensitivity(rows):
         ax.plot(xs, [curve[x] for x in xs], "o-")
         ax.axhline(1.0, color="#999", lw=0.8)
         ax.set_xscale("log" if min(xs) > 0 and max(xs) / min(xs) >= 8 else "linear")
-        ax.set_title(key, fontsize=10)
+        ax.set_title(literal(key), fontsize=10)
         ax.set_xlabel("value")
         ax.set_ylabel("median EDP / model median")
     return fig
@@ -218,7 +219,7 @@ def figure_tokens(summary):
     for key, by_batch in sorted(curves.items()):
         xs = sorted(by_batch)
         ys = [sorted(by_batch[x])[len(by_batch[x]) // 2] for x in xs]
-        ax.plot(xs, ys, "o-", label=key)
+        ax.plot(xs, ys, "o-", label=literal(key))
     ax.set_xlabel("batch (sequences generated together)")
     ax.set_ylabel("J per generated token")
     ax.set_yscale("log")

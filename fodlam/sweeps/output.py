@@ -89,20 +89,46 @@ def _typed_row(r: dict) -> dict:
     return r
 
 
+def _checked(r: dict, path, row: int) -> dict:
+    """A costed row's figures are finite and non-negative, else a one-line error naming the
+    row (a result edited by hand, or damaged, is never drawn as if it were a cost)."""
+    import math
+
+    if r.get("status") == "ok":
+        for key in ("energy_j", "latency_s", "edp_js"):
+            v = r.get(key)
+            if v is None and key == "edp_js":
+                continue
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise InputError(f"{path}: row {row}: {key} = {v!r} is not a cost (a finite, "
+                                 "non-negative number); the result was edited or damaged")
+    return r
+
+
 def iter_results(path, batch_rows: int = 65536):
     """The rows of a sweep result, one at a time (CSV read line by line, Parquet batch by
     batch): a report of 10^7 rows never holds them all."""
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
+        i = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
             for r in batch.to_pylist():
-                yield _typed_row(r)
+                i += 1
+                yield _checked(_typed_row(r), path, i)
         return
     import csv
+    # a cell may be long (an error message, a long overrides text): far above csv's default
+    # 128 KiB limit, and a cell past even this is a one-line error naming its row
+    csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))
     with open(path, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            yield _typed_row(r)
+        reader = csv.DictReader(f)
+        try:
+            for i, r in enumerate(reader, start=2):
+                yield _checked(_typed_row(r), path, i)
+        except csv.Error as e:
+            raise InputError(f"{path}: row {reader.line_num}: {e}; the file is not a sweep result "
+                             "FODLAM can read") from None
 
 
 def is_sweep_result(path) -> bool:

@@ -42,7 +42,7 @@ try:  # imported lazily by fodlam.api; never at fodlam import time
 except ImportError as e:  # pragma: no cover
     raise ImportError("the PyTorch importer needs torch: pip install 'fodlam[torch]'") from e
 
-from fodlam.errors import FodlamError, InputError, guard_user_code
+from fodlam.errors import FodlamError, InputError, UserCodeError, guard_user_code
 from fodlam.nodes import Imported
 
 from .generation import import_steps, trace_generation
@@ -97,7 +97,8 @@ def load_factory(spec: str):
     except ImportError as e:
         raise InputError(f"cannot import '{module_name}': {e}") from None
     except Exception as e:  # noqa: BLE001 - user code failed at import
-        raise InputError(f"importing '{module_name}' failed: {type(e).__name__}: {e}") from None
+        raise UserCodeError(f"importing '{module_name}' failed: {type(e).__name__}: {e}; the "
+                            "model is marked failed (fix the model code)") from None
     try:
         factory = getattr(module, attr)
     except AttributeError:
@@ -113,7 +114,8 @@ def build_factory(spec: str):
     except FodlamError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise InputError(f"calling {spec}() failed: {type(e).__name__}: {e}") from None
+        raise UserCodeError(f"calling {spec}() failed: {type(e).__name__}: {e}; the model is "
+                            "marked failed (fix the model code)") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -167,8 +167,8 @@ def trace_generation(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
         traced = import_steps(model, plan, dtype=dtype, moe_routing=moe_routing, probe=cache_bytes)
     except InputError:
         raise
-    except ModelError as e:
-        raise ModelError(f"tracing generation with {type(model).__name__} failed: {e}") from None
+    except ModelError as e:           # the same kind (user code failing stays exit 1)
+        raise type(e)(f"tracing generation with {type(model).__name__} failed: {e}") from None
 
     name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
     trace = GenerationTrace(name=name, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,

@@ -195,9 +195,9 @@ def trace(model, input_shape=None, *, batch=None, dtype=None, inputs=None, moe_r
                                  **forward_kwargs)
                 else:
                     msg = " ".join(str(e).split())[:300]
-                    raise ModelError(f"tracing {type(model).__name__} with fake inputs of shape "
-                                     f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; check "
-                                     "input_shape/dtype, or pass example inputs=") from None
+                    raise UserCodeError(f"tracing {type(model).__name__} with fake inputs of shape "
+                                        f"{shapes or 'given'} failed: {type(e).__name__}: {msg}; "
+                                        "check input_shape/dtype, or pass example inputs=") from None
             finally:
                 fake_log.setLevel(level)
     finally:
