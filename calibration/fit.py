@@ -501,7 +501,27 @@ def calibrate(accelerator=None, data=None) -> Calibration:
         label = BUNDLED_DATA
     ev = evaluate(rows, arch, base_model.get("conv"), base_model.get("fc"))
     ev["data"] = label
+    _check_finite(ev, label)
     return Calibration(base, rows, ev, label, user_data=bool(data))
+
+
+def _check_finite(value, label: str, where: str = "") -> None:
+    """Every figure the calibration reports is finite (no +inf% error, no NaN coefficient),
+    else a one-line error naming the figure."""
+    from fodlam.errors import InputError
+
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, label, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, label, f"{where}[{i}]")
+    elif isinstance(value, Fit):
+        _check_finite({"conv": value.conv, "fc": value.fc}, label, where)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"calibration on {label}: {where} = {value!r}; the data cannot be fitted "
+                         "(a layer with zero MACs, latency or energy, or units that do not "
+                         "match): check the data")
 
 
 def _check_loads(text: str, out) -> None:

@@ -63,12 +63,23 @@ def same_file(a, b) -> bool:
 
 def refuse_overwriting_inputs(output, *inputs, flag: str = "the output") -> None:
     """A one-line error if ``output`` is one of the ``inputs`` (it would destroy it)."""
-    if output in (None, "-"):
-        return
-    for item in inputs:
-        if item not in (None, "-") and same_file(output, item):
-            raise InputError(f"{flag} {output} is also an input of this command; writing it would "
-                             "destroy that input: choose another output path")
+    guard_outputs([(flag, output)], inputs)
+
+
+def guard_outputs(outputs, inputs) -> None:
+    """The one output guard of every command: each ``(flag, path)`` of ``outputs`` that
+    resolves (through links and relative paths) to any of ``inputs`` — a model file or
+    module source, its external data, a budget file, a baseline, a configuration, a
+    calibration CSV, a profile — is a one-line error, before anything is written. Standard
+    output and devices are never inputs."""
+    ins = [i for i in inputs if i not in (None, "-", "")]
+    for flag, out in outputs:
+        if out in (None, "-", "") or special_target(out) is not None:
+            continue
+        for item in ins:
+            if same_file(out, item):
+                raise InputError(f"{flag} {out} is also an input of this command ({item}); "
+                                 "writing it would destroy that input: choose another output path")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -196,7 +197,43 @@ SECTIONS = {"architecture": Architecture, "power": Power, "energy": Energy,
 SUBSECTIONS = {("shape_model", "conv"): ConvCoefficients, ("shape_model", "fc"): FcCoefficients}
 
 
-def _value(kind: str, value, min0: bool, where: str):
+#: plausible physical ranges of a profile's numbers, by what a field measures (its name):
+#: a value outside is not a figure of any chip, and would overflow or underflow a formula
+#: (a bandwidth of 5e-324 B/s gives an infinite time). (lo, hi, what); docs/accelerators.md
+#: lists them. Fields not listed take the last row: any finite magnitude in [1e-30, 1e30].
+RANGES = (
+    ("process_nm", 1.0, 1000.0, "a process node in nm"),
+    ("bytes_per_element", 0.125, 16.0, "1 bit to 128 bits per element"),
+    ("bytes_per_s", 1e3, 1e16, "1 kB/s to 10 PB/s"),
+    ("macs_per_s", 1e3, 1e21, "1 kMAC/s to 1 ZMAC/s"),
+    ("_mhz", 1e-3, 1e6, "1 kHz to 1 THz"),
+    ("bytes", 1.0, 1e15, "1 B to 1 PB"),
+    ("_j", 1e-20, 1e-3, "1e-20 J to 1 mJ per operation or byte"),
+    ("j_per_byte", 1e-20, 1e-3, "1e-20 J to 1 mJ per byte"),
+    ("_w", 1e-9, 1e6, "1 nW to 1 MW"),
+    ("cycles", 1e-6, 1e12, "a cycle count"),
+    ("per_cycle", 1e-9, 1e9, "a rate per cycle"),
+    ("passes", 1.0, 1e4, "passes per element"),
+    ("", 1e-30, 1e30, "a finite magnitude"),
+)
+_INT_RANGE = (1, 10 ** 9, "a count")
+_OPS_RATES = ("add", "mul", "activation", "lut", "pool", "softmax", "norm", "reduce", "data", "other")
+
+
+def plausible_range(name: str | None, kind: str) -> tuple:
+    """(lo, hi, what) for a numeric field ``name``."""
+    if kind == "int":
+        return _INT_RANGE
+    name = name or ""
+    if name in _OPS_RATES:
+        return next(r[1:] for r in RANGES if r[0] == "per_cycle")
+    for key, lo, hi, what in RANGES:
+        if key and (name == key or name.endswith(key) or key in name):
+            return lo, hi, what
+    return RANGES[-1][1:]
+
+
+def _value(kind: str, value, min0: bool, where: str, name: str | None = None):
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, not {value!r}")
@@ -225,6 +262,12 @@ def _value(kind: str, value, min0: bool, where: str):
         raise ConfigError(f"{where} must be a whole number, not {value!r}")
     if value < 0 or (value == 0 and not min0):
         raise ConfigError(f"{where} = {value!r} must be {'non-negative' if min0 else 'positive'}")
+    if value != 0:
+        lo, hi, what = plausible_range(name if name is not None else where.rsplit(" ", 1)[-1], kind)
+        if not lo <= value <= hi:
+            raise ConfigError(f"{where} = {value!r} is outside its plausible range [{lo:g}, {hi:g}] "
+                              f"({what}); no chip has it, and the formulas would overflow or "
+                              "underflow: check the figure and its unit")
     return int(value) if kind == "int" else value
 
 
@@ -486,12 +529,20 @@ def load_accelerator(spec: "str | Path | Accelerator | None" = None) -> Accelera
                           "lists them), the path of a .toml profile, or an Accelerator")
     spec = DEFAULT_ACCELERATOR if spec is None else spec
     path = Path(spec)
-    if path.suffix == ".toml" or path.exists():
+    text = str(spec)
+    # a bundled name means the bundled profile, whatever the working folder holds: a folder
+    # of that name is no profile, and a file of that name must be given as a path (./NAME)
+    pathlike = text.endswith(".toml") or os.sep in text or "/" in text or text.startswith(".")
+    candidate = _accelerators_dir() / f"{text}.toml"
+    if not pathlike and candidate.is_file():
+        if path.is_file():
+            raise ConfigError(f"'{text}' names both the bundled profile and the file {text} in "
+                              f"this folder: give the file as a path (./{text}) to use it, or "
+                              "rename it")
+        return _from_toml(candidate)
+    if path.suffix == ".toml" or path.exists() or pathlike:
         if not path.is_file():
             raise ConfigError(f"accelerator profile {path} not found")
         return _from_toml(path)
-    candidate = _accelerators_dir() / f"{spec}.toml"
-    if candidate.is_file():
-        return _from_toml(candidate)
     raise ConfigError(f"unknown accelerator '{spec}'; bundled: {', '.join(bundled())}, "
                       "or give the path of a .toml profile")

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 
 from ._version import __version__
-from .errors import UnmodeledError
+from .errors import InputError, UnmodeledError
 from .models import Estimate
 from .nodes import Imported, Node, _total, apply_activation_density
 from .units import format_count, format_si
@@ -449,6 +449,27 @@ def cost_imported(imported: Imported, cost_model, *, activation_density=None,
     nodes = apply_activation_density(imported.nodes, activation_density)
     profile = build_profile(nodes, cost_model, network=imported.network, batch=imported.batch,
                             warnings=imported.warnings)
+    check_costs(profile)
     if strict:
         profile.check_modeled()
     return profile
+
+
+def check_costs(profile) -> None:
+    """Results are validated where they leave: every node's energy and latency (and so the
+    totals) is a finite, non-negative number, or a one-line error naming the node and the
+    profile (its figures, though each in range, combine into no finite cost)."""
+    import math
+
+    for n in profile.nodes:
+        for what, v in (("energy", n.energy_j), ("latency", n.latency_s)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                acc = profile.accelerator.get("path") or profile.accelerator.get("name", "?")
+                raise InputError(f"accelerator profile {acc}: node {n.name} costs {what} = {v!r}, "
+                                 "not a finite, non-negative number: the profile's figures "
+                                 "(clock, bandwidths, energies) overflow or underflow together; "
+                                 "check them and their units")
+    for what, v in (("energy", profile.total_energy_j), ("latency", profile.total_latency_s)):
+        if not math.isfinite(v):
+            raise InputError(f"the total {what} of {profile.model.get('name', '?')} is {v!r}: the "
+                             "profile's figures overflow when summed; check them and their units")

@@ -239,6 +239,11 @@ class ModelRef:
         if self.base_dir and self.base_dir not in sys.path:
             sys.path.insert(0, self.base_dir)
 
+    def files(self) -> list[Path]:
+        """The files this reference reads: the model file or the module's source, an ONNX
+        model's external data, a 2017 configuration (the inputs no output may replace)."""
+        return model_files(self.source, kind=self.kind, base_dir=self.base_dir)
+
     def identity(self) -> str:
         """What a cached result depends on: the file's bytes or the factory's source,
         and the shapes."""
@@ -287,3 +292,45 @@ class ModelRef:
                                  cache=opts.get("cache", "dynamic"))
         trace.name = self.name
         return trace
+
+
+def model_files(target, *, kind: str | None = None, base_dir: str | None = None) -> list[Path]:
+    """The files a model target reads: ``FILE.py`` of ``FILE.py:FACTORY`` (or the source of
+    ``PACKAGE.MODULE:FACTORY`` where it is found without importing it), an ONNX file with
+    its external data, a 2017 configuration; nothing for a target that names no file."""
+    import importlib.machinery
+
+    target = str(target)
+    out: list[Path] = []
+    if kind == "onnx" or target.endswith(".onnx"):
+        out.append(Path(target))
+        try:
+            from fodlam.importers.onnx.wire import external_data_files
+            out += external_data_files(target)
+        except ImportError:           # without onnx there is nothing more to read
+            pass
+        return out
+    if ":" in target and kind in (None, "torch"):
+        module = target.rpartition(":")[0]
+        if module.endswith(".py"):
+            path = Path(module)
+            if base_dir and not path.is_absolute() and not path.is_file():
+                path = Path(base_dir) / path
+            return [path]
+        parts = module.split(".")
+        for folder in ([base_dir] if base_dir else []) + [str(Path.cwd())] + sys.path:
+            if not folder:
+                continue
+            spec = importlib.machinery.PathFinder.find_spec(parts[0], [folder])
+            if spec is None:
+                continue
+            if len(parts) == 1:
+                return [Path(spec.origin)] if spec.origin else []
+            base = Path(spec.submodule_search_locations[0]) if spec.submodule_search_locations else None
+            if base is None:
+                return []
+            cand = base.joinpath(*parts[1:-1], parts[-1] + ".py")
+            return [cand] if cand.is_file() else []
+        return []
+    path = Path(target)
+    return [path] if path.suffix in (".json", ".py") else []

@@ -291,3 +291,274 @@ def test_the_exit_code_table_is_in_the_docs():
     assert "## Exit codes" in text
     for line in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
         assert line in text
+
+
+# ---- 11. names resolve predictably ------------------------------------------------------------
+
+def test_bundled_names_resolve_predictably(tmp_path, monkeypatch):
+    from fodlam.accelerator import load_accelerator
+    from fodlam.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tpu-v1").mkdir()                       # a folder of the same name
+    assert load_accelerator("tpu-v1").name == "tpu-v1"
+    (tmp_path / "tpu-v1").rmdir()
+    bundled = load_accelerator("tpu-v1")
+    (tmp_path / "tpu-v1").write_text(Path(bundled.path).read_text().replace(
+        'name = "tpu-v1"', 'name = "mine"'))
+    with pytest.raises(ConfigError, match=r"\./tpu-v1"):
+        load_accelerator("tpu-v1")
+    assert load_accelerator("./tpu-v1").name == "mine"
+
+
+def test_sweep_rows_carry_the_profile_source_and_labels_stay_unique(folder):
+    import shutil
+
+    from fodlam import sweeps as S
+    from fodlam.accelerator import load_accelerator
+    from fodlam.errors import ConfigError
+
+    (folder / "mine").mkdir()
+    shutil.copy(load_accelerator("tpu-v1").path, folder / "mine" / "tpu-v1.toml")
+    text = (folder / "mine" / "tpu-v1.toml").read_text().replace("clock_mhz = 700", "clock_mhz = 900")
+    assert text != (folder / "mine" / "tpu-v1.toml").read_text()
+    (folder / "mine" / "tpu-v1.toml").write_text(text)
+    (folder / "s.toml").write_text(
+        '[[models]]\ntorch = "models3.py:small"\ninput_shape = [1, 3, 8, 8]\n'
+        '[[accelerators]]\nprofile = "tpu-v1"\n[[accelerators]]\nprofile = "mine/tpu-v1.toml"\n')
+    with pytest.raises(ConfigError, match="labelled 'tpu-v1'"):
+        S.load_sweep(folder / "s.toml")
+    (folder / "s.toml").write_text(
+        '[[models]]\ntorch = "models3.py:small"\ninput_shape = [1, 3, 8, 8]\n'
+        '[[accelerators]]\nprofile = "tpu-v1"\n[[accelerators]]\nprofile = "nvdla-nv-full"\n')
+    res = S.run(S.load_sweep(folder / "s.toml"), jobs=1, quiet=True)
+    assert [r["accelerator_source"] for r in res.rows] == ["bundled:tpu-v1", "bundled:nvdla-nv-full"]
+
+
+# ---- 2. one output guard for every command -------------------------------------------------------
+
+@pytest.fixture
+def inputs(folder):
+    """A project with every kind of input a command reads."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    w = numpy_helper.from_array(np.ones((8, 8), np.float32), "W")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+                          initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(m, str(folder / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="w.bin", size_threshold=0)
+    assert (folder / "w.bin").is_file()
+    (folder / "m.py").write_text(SLOW_MODELS.replace("def small", "def make"))
+    (folder / "fodlam.toml").write_text('[[models]]\nname = "m"\ntorch = "m.py:make"\n'
+                                        'input_shape = [1, 3, 8, 8]\nmax_energy = "1 J"\n'
+                                        '[[models]]\nname = "o"\nonnx = "m.onnx"\nmax_energy = "1 J"\n')
+    r = run_cli("check", "--json", "-o", str(folder / "base.json"), cwd=folder)
+    assert r.returncode == 0, r.stderr
+    cfg = ROOT / "examples" / "configs" / "alexnet.json"
+    (folder / "c.json").write_text(cfg.read_text())
+    (folder / "link.py").symlink_to(folder / "m.py")
+    from fodlam.accelerator import load_accelerator
+    (folder / "prof.toml").write_text(Path(load_accelerator().path).read_text())
+    return folder
+
+
+GUARDED = [
+    (["torch", "m.py:make", "--input-shape", "1,3,8,8", "-o", "m.py"], "m.py"),
+    (["torch", "m.py:make", "--input-shape", "1,3,8,8", "--html", "m.py"], "m.py"),
+    (["torch", "m.py:make", "--input-shape", "1,3,8,8", "-o", "link.py"], "m.py"),
+    (["torch", "m.py:make", "--input-shape", "1,3,8,8", "-o", "./sub/../m.py"], "m.py"),
+    (["llm", "m.py:make", "-o", "m.py"], "m.py"),
+    (["llm", "m.py:make", "--html", "m.py"], "m.py"),
+    (["report", "m.py:make", "--input-shape", "1,3,8,8", "--html", "m.py"], "m.py"),
+    (["check", "--junit", "fodlam.toml"], "fodlam.toml"),
+    (["check", "-o", "m.onnx"], "m.onnx"),
+    (["check", "-o", "w.bin"], "w.bin"),
+    (["check", "--json", "-o", "base.json", "--baseline", "base.json"], "base.json"),
+    (["run", "c.json", "-o", "c.json"], "c.json"),
+    (["calibrate", "--accelerator", "prof.toml", "--out", "prof.toml"], "prof.toml"),
+    (["diagnose", "--accelerator", "prof.toml", "-o", "prof.toml"], "prof.toml"),
+    (["torch", "m.py:make", "--input-shape", "1,3,8,8", "--accelerator", "prof.toml", "-o",
+      "prof.toml"], "prof.toml"),
+]
+
+
+@pytest.mark.parametrize("argv, victim", GUARDED)
+def test_no_command_overwrites_its_inputs(inputs, argv, victim):
+    (inputs / "sub").mkdir(exist_ok=True)
+    before = {p.name: p.read_bytes() for p in inputs.iterdir() if p.is_file()}
+    r = run_cli(*argv, cwd=inputs)
+    assert r.returncode == 2, (argv, r.returncode, r.stderr)
+    assert "is also an input of this command" in r.stderr
+    after = {p.name: p.read_bytes() for p in inputs.iterdir() if p.is_file()}
+    assert after[victim] == before[victim]
+
+
+@pytest.mark.parametrize("flag", ["-o", "--annotate"])
+def test_onnx_outputs_never_replace_external_data(inputs, flag):
+    before = (inputs / "w.bin").read_bytes()
+    r = run_cli("m.onnx", flag, "w.bin", script="fodlam-onnx", cwd=inputs)
+    assert r.returncode == 2 and "is also an input" in r.stderr
+    assert (inputs / "w.bin").read_bytes() == before
+
+
+# ---- 1. no NaN past the gate --------------------------------------------------------------------
+
+def test_an_implausible_figure_is_refused_when_the_profile_loads(tmp_path):
+    from fodlam.accelerator import load_accelerator
+    from fodlam.errors import ConfigError
+
+    text = Path(load_accelerator("tpu-v1").path).read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("dram_bytes_per_s = 34e9", "dram_bytes_per_s = 5e-324")
+                   if "dram_bytes_per_s = 34e9" in text else
+                   text.replace("[architecture]", "[architecture]\ndram_bytes_per_s = 5e-324", 1))
+    with pytest.raises(ConfigError, match="dram_bytes_per_s.*plausible range"):
+        load_accelerator(str(bad))
+    r = run_cli("torch", "examples.zoo:resnet18", "--input-shape", "1,3,32,32", "--accelerator",
+                str(bad), "--max-energy", "1J")
+    assert "plausible range" in _one_line_error(r)
+
+
+def test_a_non_finite_cost_never_leaves(folder, monkeypatch):
+    from fodlam.models.roofline import Roofline
+
+    real = Roofline.estimate
+
+    def nan_estimate(self, layer, reference=None):
+        from dataclasses import replace
+
+        est = real(self, layer, reference)
+        return replace(est, energy_j=float("nan")) if layer.macs else est
+    monkeypatch.setattr(Roofline, "estimate", nan_estimate)
+    r = run_cli("torch", "models3.py:small", "--input-shape", "1,3,8,8", "--accelerator", "tpu-v1",
+                "--max-energy", "1 J", cwd=folder)
+    assert "not a finite, non-negative" in _one_line_error(r)
+    (folder / "fodlam.toml").write_text('[[models]]\nname = "m"\ntorch = "models3.py:small"\n'
+                                        'input_shape = [1, 3, 8, 8]\naccelerator = "tpu-v1"\n'
+                                        'max_energy = "1 J"\n')
+    r = run_cli("check", cwd=folder)
+    assert r.returncode != 0 and " ok" not in r.stdout.split("\n", 2)[-1]
+    from fodlam import sweeps as S
+    (folder / "s.toml").write_text('[[models]]\ntorch = "models3.py:small"\ninput_shape = [1, 3, 8, 8]\n'
+                                   '[[accelerators]]\nprofile = "tpu-v1"\n')
+    res = S.run(S.load_sweep(folder / "s.toml"), jobs=1, quiet=True)
+    assert [r["status"] for r in res.rows] == ["failed"] and "finite" in res.rows[0]["error"]
+
+
+def test_the_extremes_of_every_field_cost_finitely_or_fail_in_one_line():
+    """Every numeric field of every bundled profile at both ends of its plausible range:
+    each engine gives a finite, non-negative cost, or a one-line FodlamError."""
+    import math
+
+    from fodlam import layers as L
+    from fodlam.accelerator import bundled, load_accelerator, plausible_range
+    from fodlam.errors import FodlamError
+    from fodlam.models import for_accelerator
+    from fodlam.sweeps import apply_overrides, sweepable_fields
+
+    layers = [L.conv(1, 16, 32, (14, 14), 3, 1, 1), L.fc(4, 256, 128),
+              L.MatMul(batch=2, m=16, k=32, n=16), L.conv(1, 32, 32, (14, 14), 3, 1, 1, groups=32)]
+    tried = 0
+    for name in bundled():
+        acc = load_accelerator(name)
+        for key, value in sweepable_fields(acc).items():
+            field = key.rsplit(".", 1)[-1]
+            kind = "int" if isinstance(value, int) else "float"
+            lo, hi, _ = plausible_range(field, kind)
+            for extreme in (lo, hi):
+                tried += 1
+                try:
+                    model = for_accelerator(apply_overrides(acc, ((key, extreme),)))
+                    for layer in layers:
+                        est = model.estimate(layer)
+                        assert math.isfinite(est.energy_j) and est.energy_j >= 0, (name, key, extreme)
+                        assert math.isfinite(est.latency_s) and est.latency_s >= 0, (name, key, extreme)
+                except FodlamError as e:
+                    assert "\n" not in str(e)
+    assert tried > 100
+
+
+# ---- 3. a cache that verifies ---------------------------------------------------------------
+
+def _grid_sweep(folder, n=6, name="s.toml"):
+    values = ", ".join(str(500 + 10 * i) for i in range(n))
+    (folder / name).write_text('[[models]]\ntorch = "models3.py:small"\ninput_shape = [1, 3, 8, 8]\n'
+                               '[[accelerators]]\nprofile = "tpu-v1"\n'
+                               f'grid = {{ "architecture.clock_mhz" = [{values}] }}\n')
+    return folder / name
+
+
+def test_a_cache_that_cannot_lie(folder):
+    pytest.importorskip("pyarrow")
+    _grid_sweep(folder)
+    cache = folder / "cache"
+    r = run_cli("sweep", "s.toml", "--cache", str(cache), "--chunk-size", "3", "-q", cwd=folder)
+    assert r.returncode == 0, r.stderr
+    good = (folder / "s-results.csv").read_text()
+    parts = sorted(cache.glob("*.parquet"))
+    assert len(parts) == 2
+    index = (cache / "index.jsonl").read_text().splitlines()
+    assert all(len(json.loads(line)["sha256"]) == 64 for line in index)
+    # a damaged part, and a part from elsewhere under the same name: recomputed, warned
+    parts[0].write_bytes(b"PAR1 not a parquet file")
+    parts[1].write_bytes(parts[0].read_bytes())
+    r = run_cli("sweep", "s.toml", "--cache", str(cache), "--chunk-size", "3", "-q", cwd=folder)
+    assert r.returncode == 0 and r.stderr.count("is not served") == 2, r.stderr
+    assert (folder / "s-results.csv").read_text() == good
+    # a false row count in the index is never believed
+    lines = [json.loads(x) for x in (cache / "index.jsonl").read_text().splitlines()]
+    lines[-1]["rows"] = 1000001
+    lines[-1]["ok"] = 1000001
+    (cache / "index.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = run_cli("sweep", "s.toml", "--cache", str(cache), "--chunk-size", "3", cwd=folder)
+    assert r.returncode == 0 and "6 of 6 points" in r.stderr, r.stderr
+    assert (folder / "s-results.csv").read_text() == good
+    # an index that is a folder
+    (cache / "index.jsonl").unlink()
+    (cache / "index.jsonl").mkdir()
+    r = run_cli("sweep", "s.toml", "--cache", str(cache), "-q", cwd=folder)
+    assert "index.jsonl is a folder" in _one_line_error(r)
+
+
+# ---- 4. storage faults as one-line errors -------------------------------------------------------
+
+def test_storage_faults_in_sweeps_are_one_line(folder, monkeypatch):
+    pytest.importorskip("pyarrow")
+    _grid_sweep(folder)
+    r = run_cli("sweep", "s.toml", "--cache", "nope://x", "-q", cwd=folder)
+    assert "nope://x" in _one_line_error(r)
+    from fodlam.sweeps import parts as P
+    real = P.Parts.write
+    calls = {"n": 0}
+
+    def full(self, key, rows):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, key, rows)
+    monkeypatch.setattr(P.Parts, "write", full)
+    cache = folder / "cache"
+    r = run_cli("sweep", "s.toml", "--cache", str(cache), "--chunk-size", "3", "-q", "--jobs", "1",
+                cwd=folder)
+    err = _one_line_error(r)
+    assert "No space left on device" in err and str(cache) in err
+    assert len(list(cache.glob("*.parquet"))) == 1           # the finished chunk is kept
+    assert not list(cache.glob(".*tmp"))                     # no temporary file left
+
+
+def test_a_file_size_limit_is_one_line(folder):
+    pytest.importorskip("pyarrow")
+    _grid_sweep(folder, n=200)
+    r = subprocess.run(["bash", "-c", "ulimit -f 4; exec " + sys.executable + " -c 'import sys; "
+                        "from fodlam.cli import main; sys.exit(main(sys.argv[1:]))' sweep s.toml "
+                        "--no-parquet -q --no-cache"], cwd=folder, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr[-800:])
+    assert "Traceback" not in r.stderr and "File too large" in r.stderr
+    assert len([x for x in r.stderr.splitlines() if x.startswith("fodlam: error")]) == 1
+    assert not list(folder.glob(".s-results.csv.*"))

@@ -9,7 +9,8 @@ import sys
 
 from ..errors import InputError
 from .common import (_accelerator_arg, _default_format, _density_arg, _dims_arg, _emit,
-                     _onnx_ref, base_path, check_budget_flags, render, write_html)
+                     _onnx_ref, base_path, check_budget_flags, guard, model_inputs, render,
+                     write_html)
 from .sweep import _sweep_report
 
 
@@ -19,6 +20,7 @@ def cmd_run(args) -> int:
     from ..api import run_config
     from ..config2017 import compat_output
 
+    guard(args, args.config)
     profile = run_config(args.config, accelerator=args.accelerator, compat=args.compat)
     if args.compat:
         _emit(json.dumps(compat_output(profile), sort_keys=True, indent=2), args.output)
@@ -37,6 +39,7 @@ def cmd_diagnose(args) -> int:
 
     from ..api import diagnose
 
+    guard(args)
     data = diagnose(args.accelerator, args.compat)
     if (args.format or "table") == "json":
         _emit(json.dumps(data, indent=2), args.output)
@@ -67,11 +70,9 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_onnx(args) -> int:
-    from .._io import refuse_overwriting_inputs
     from ..api import profile_ref
 
-    refuse_overwriting_inputs(args.output, args.model, flag="--output")
-    refuse_overwriting_inputs(args.annotate, args.model, flag="--annotate")
+    guard(args, *model_inputs(args.model))
     profile = profile_ref(_onnx_ref(args), accelerator=_accelerator_arg(args), strict=args.strict,
                           cost_model=getattr(args, "cost_model", None),
                           weight_density=_density_arg(getattr(args, "weight_density", None)),
@@ -93,17 +94,12 @@ def cmd_torch(args) -> int:
     from ..api import profile_ref
     from ..sources import ModelRef, parse_shape
 
-    from .._io import refuse_overwriting_inputs
-
     shapes = tuple(parse_shape(s, "--input-shape") for s in args.input_shape)
     if args.batch is not None:
         from ..sources import parse_positive_int
         parse_positive_int(args.batch, f"--batch {args.batch}")
     ref = ModelRef("torch", args.factory, args.factory, input_shapes=shapes)
-    source = args.factory.rpartition(":")[0]
-    for out, flag in ((args.output, "--output"), (getattr(args, "html", None), "--html")):
-        if source.endswith(".py"):
-            refuse_overwriting_inputs(out, source, flag=flag)
+    guard(args, *model_inputs(args.factory))
     profile = profile_ref(ref, accelerator=_accelerator_arg(args), strict=args.strict,
                           dtype=args.dtype, cost_model=getattr(args, "cost_model", None),
                           batch=args.batch)
@@ -119,6 +115,7 @@ def cmd_llm(args) -> int:
     from ..sources import parse_positive_int
 
     target = args.model
+    guard(args, *model_inputs(target))
     if target.lower().endswith(".onnx") and ":" not in target:
         from ..sources import regular_file
 
@@ -150,6 +147,10 @@ def cmd_check(args) -> int:
     path = checks.find_config(args.config)
     print(f"fodlam check: budgets from {path}", file=sys.stderr)
     specs, _ = checks.load_config(path)
+    inputs = [path, args.baseline] + [f for spec in specs for f in spec.ref.files()]
+    inputs += [spec.accelerator for spec in specs
+               if isinstance(spec.accelerator, str) and spec.accelerator.endswith(".toml")]
+    guard(args, *inputs)
     if args.model:
         wanted = set(args.model)
         missing = wanted - {s.name for s in specs}
@@ -191,10 +192,8 @@ def cmd_check(args) -> int:
 def cmd_report(args) -> int:
     if not args.html and not args.png:
         raise InputError("say where to write the report: --html OUT.html and/or --png OUT.png")
-    from .._io import refuse_overwriting_inputs
-    for out, flag in ((args.html, "--html"), (args.png, "--png")):
-        refuse_overwriting_inputs(out, args.model, flag=flag)
     from ..sweeps import is_sweep_result
+    guard(args, args.model, *model_inputs(args.model))
     if is_sweep_result(args.model):
         return _sweep_report(args)
     from ..api import profile_ref
@@ -223,8 +222,7 @@ def cmd_calibrate(args) -> int:
     from ..report.table import render_table
     from ..units import format_si
 
-    from .._io import refuse_overwriting_inputs
-    refuse_overwriting_inputs(args.out, args.data, base_path(args.accelerator), flag="--out")
+    guard(args, args.data, base_path(args.accelerator))
     cal = F.calibrate(args.accelerator, args.data)
     ev, rows, data_label, base = cal.evaluation, cal.rows, cal.data, cal.base
     if args.format == "json":

@@ -177,3 +177,29 @@ def _onnx_ref(args):
 def base_path(accelerator):
     """The file of a profile given as a path (None for a bundled name)."""
     return accelerator if accelerator and str(accelerator).endswith(".toml") else None
+
+
+#: every flag a command writes a file through
+OUTPUT_FLAGS = ("output", "html", "png", "annotate", "junit", "out")
+
+
+def guard(args, *inputs) -> None:
+    """Refuse, before anything runs, any output flag of ``args`` that names one of the
+    command's inputs (``fodlam._io.guard_outputs``); the accelerator profile given as a
+    file is an input of every command."""
+    from .._io import guard_outputs
+
+    outs = [(f"--{name}", getattr(args, name, None)) for name in OUTPUT_FLAGS
+            if getattr(args, name, None)]
+    accel = getattr(args, "accelerator", None)
+    files = list(inputs)
+    if isinstance(accel, str):
+        files += [a for a in accel.split(",") if a.endswith(".toml")]
+    guard_outputs(outs, files)
+
+
+def model_inputs(target) -> list:
+    """The files a model target reads (``fodlam.sources.model_files``)."""
+    from ..sources import model_files
+
+    return model_files(target)

@@ -26,7 +26,8 @@ def cmd_sweep(args) -> int:
     prefix = Path(args.output) if args.output else spec.path.with_name(spec.path.stem + "-results")
     if prefix.suffix in (".csv", ".parquet"):
         prefix = prefix.with_suffix("")
-    inputs = [spec.path] + [m.source for m in spec.models if m.kind == "onnx"]
+    inputs = [spec.path] + [f for m in spec.models for f in m.files()]
+    inputs += [e.profile for e in spec.accels.entries if e.profile.endswith(".toml")]
     for suffix in (".csv", ".parquet", ".parts"):
         refuse_overwriting_inputs(prefix.with_name(prefix.name + suffix), *inputs, flag="the sweep output")
     with output_lock(prefix):

@@ -13,7 +13,7 @@ from .html import _CSS, _JS, _img
 from .plots import literal, outside_legend, png_bytes
 
 META = {"point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling", "status",
-        "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"}
+        "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes", "accelerator_source"}
 
 
 def _ok(rows):

@@ -23,11 +23,15 @@ def write_csv(path, sweep: Sweep, rows) -> None:
 
     from .._io import atomic_path
     cols = columns(sweep)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([_csv_value(r.get(c)) for c in cols])
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(cols)
+            for r in rows:
+                w.writerow([_csv_value(r.get(c)) for c in cols])
+    except OSError as e:          # a full disk, a read-only folder, a file-size limit
+        raise InputError(f"cannot write {path}: {e.strerror or e}; nothing was written there, "
+                         "and the finished chunks stay in the cache") from None
 
 
 #: rows per row group of the final Parquet file
@@ -46,24 +50,28 @@ def write_parquet(path, sweep: Sweep, rows) -> None:
     streamed = hasattr(rows, "chunks") and hasattr(rows, "parts")      # a sweep Result
     parts = rows.parts if streamed else Parts("", columns(sweep), column_types(sweep))
     schema = parts.schema()
-    with atomic_path(path) as tmp:
-        with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
-            if streamed:
-                # parts gathered into row groups of about ROW_GROUP rows: few row groups (small
-                # footer metadata), bounded memory
-                batch, n = [], 0
-                for ref in rows.chunks:
-                    table = parts.read_table(ref).select(schema.names).cast(schema)
-                    batch.append(table)
-                    n += table.num_rows
-                    if n >= ROW_GROUP:
+    try:
+        with atomic_path(path) as tmp:
+            with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
+                if streamed:
+                    # parts gathered into row groups of about ROW_GROUP rows: few row groups (small
+                    # footer metadata), bounded memory
+                    batch, n = [], 0
+                    for ref in rows.chunks:
+                        table = parts.read_table(ref).select(schema.names).cast(schema)
+                        batch.append(table)
+                        n += table.num_rows
+                        if n >= ROW_GROUP:
+                            writer.write_table(pa.concat_tables(batch), row_group_size=n)
+                            batch, n = [], 0
+                    if batch:
                         writer.write_table(pa.concat_tables(batch), row_group_size=n)
-                        batch, n = [], 0
-                if batch:
-                    writer.write_table(pa.concat_tables(batch), row_group_size=n)
-            else:
-                writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows],
-                                                        schema=schema))
+                else:
+                    writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows],
+                                                            schema=schema))
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}; nothing was written there, "
+                         "and the finished chunks stay in the cache") from None
 
 
 def read_results(path) -> list[dict]:
@@ -71,7 +79,8 @@ def read_results(path) -> list[dict]:
     return list(iter_results(path))
 
 
-_TEXT_COLUMNS = ("model", "accelerator", "overrides", "status", "error", "scaling")
+_TEXT_COLUMNS = ("model", "accelerator", "overrides", "status", "error", "scaling",
+                 "accelerator_source")
 
 
 def _typed_row(r: dict) -> dict:

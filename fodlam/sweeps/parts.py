@@ -6,6 +6,7 @@ so a rerun costs only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ class ChunkRef:
     rows: int
     ok: int = 0
     failed: int = 0
+    sha256: str = ""         # of the part's bytes, as written
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,27 @@ class Parts:
     def _fs(self):
         import pyarrow.fs as pafs
         if self.uri:
-            return pafs.FileSystem.from_uri(self.root)
+            try:
+                return pafs.FileSystem.from_uri(self.root)
+            except Exception as e:  # noqa: BLE001 - pyarrow's own errors for a bad URI
+                raise InputError(f"the sweep cache {self.root} is not a location pyarrow can "
+                                 f"open ({' '.join(str(e).split())[:160]}); give a local folder or "
+                                 "a URI such as s3://bucket/prefix") from None
         return pafs.LocalFileSystem(), os.path.abspath(self.root)
 
     def prepare(self) -> None:
-        if not self.arrow:
-            os.makedirs(self.root, exist_ok=True)
-            return
-        fs, base = self._fs()
-        fs.create_dir(base, recursive=True)
+        index = os.path.join(self.root, "index.jsonl")
+        if not self.uri and os.path.isdir(index):
+            raise InputError(f"the sweep cache index {index} is a folder, not a file: remove it "
+                             "(the chunks are recomputed) or give another --cache")
+        try:
+            if not self.arrow:
+                os.makedirs(self.root, exist_ok=True)
+                return
+            fs, base = self._fs()
+            fs.create_dir(base, recursive=True)
+        except OSError as e:
+            raise InputError(f"cannot create the sweep cache {self.root}: {e.strerror or e}") from None
 
     def schema(self):
         import pyarrow as pa
@@ -95,22 +109,54 @@ class Parts:
     def write(self, key: str, rows: list[dict]) -> None:
         """A chunk's rows as one Parquet part, atomically."""
         if not self.arrow:
+            data = "".join(json.dumps({c: r.get(c) for c in self.columns}) + "\n"
+                           for r in rows).encode("utf-8")
             tmp = f"{self._jsonl(key)}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps({c: r.get(c) for c in self.columns}) + "\n")
-            os.replace(tmp, self._jsonl(key))
-            return
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, self._jsonl(key))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            return hashlib.sha256(data).hexdigest()
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         schema = self.schema()
         table = pa.Table.from_pylist([{c: r.get(c) for c in self.columns} for r in rows], schema=schema)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue().to_pybytes()
         fs, base = self._fs()
         tmp = f"{base}/.{key}.{os.getpid()}.tmp"
-        with fs.open_output_stream(tmp) as out:
-            pq.write_table(table, out, compression="zstd")
-        fs.move(tmp, f"{base}/{key}.parquet")
+        try:
+            with fs.open_output_stream(tmp) as out:
+                out.write(data)
+            fs.move(tmp, f"{base}/{key}.parquet")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.delete_file(tmp)
+            raise
+        return hashlib.sha256(data).hexdigest()
+
+    def part_path(self, key: str) -> str:
+        if not self.arrow:
+            return self._jsonl(key)
+        return f"{self.root.rstrip('/')}/{key}.parquet"
+
+    def digest(self, key: str) -> str | None:
+        """SHA-256 of a part's bytes as they are now (None if it cannot be read)."""
+        try:
+            if not self.arrow:
+                with open(self._jsonl(key), "rb") as f:
+                    return hashlib.sha256(f.read()).hexdigest()
+            fs, base = self._fs()
+            with fs.open_input_stream(f"{base}/{key}.parquet") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except Exception:  # noqa: BLE001 - unreadable: it does not verify
+            return None
 
     def read(self, ref: ChunkRef):
         if not self.arrow:
@@ -153,13 +199,27 @@ class Parts:
         for line in data.splitlines():
             try:
                 item = json.loads(line.decode("utf-8"))
-                key = item["key"]
-                if isinstance(key, str) and all(isinstance(item[k], int) and item[k] >= 0
-                                                for k in ("rows", "ok", "failed")):
+                key, sha = item["key"], item.get("sha256", "")
+                if isinstance(key, str) and len(key) == 32 and all(c in "0123456789abcdef" for c in key) \
+                        and isinstance(sha, str) and len(sha) == 64 \
+                        and all(isinstance(item[k], int) and not isinstance(item[k], bool)
+                                and item[k] >= 0 for k in ("rows", "ok", "failed")) \
+                        and item["ok"] + item["failed"] == item["rows"]:
                     done[key] = item
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError):
                 continue                  # a line cut short, or not ours: that chunk reruns
         return done
+
+    def verified(self, key: str, item: dict, rows: int) -> str | None:
+        """Why a finished chunk of the index cannot be served (None when it can): it must
+        hold the task's number of rows and its part the bytes the index recorded."""
+        if item.get("rows") != rows:
+            return f"the index says {item.get('rows')} rows for a chunk of {rows}"
+        if not self.exists(key):
+            return "its part is missing"
+        if self.digest(key) != item.get("sha256"):
+            return "its part is damaged or was replaced (content hash differs)"
+        return None
 
     def exists(self, key: str) -> bool:
         if not self.arrow:
@@ -173,11 +233,15 @@ class Parts:
         relies on them: ``exists`` is checked on resume)."""
         if self.uri or not refs:
             return
-        with open(os.path.join(self.root, "index.jsonl"), "a", encoding="utf-8") as f:
-            for ref in refs:
-                f.write(json.dumps({"key": ref.key, "rows": ref.rows, "ok": ref.ok,
-                                    "failed": ref.failed}) + "\n")
-            f.flush()
+        index = os.path.join(self.root, "index.jsonl")
+        try:
+            with open(index, "a", encoding="utf-8") as f:
+                for ref in refs:
+                    f.write(json.dumps({"key": ref.key, "rows": ref.rows, "ok": ref.ok,
+                                        "failed": ref.failed, "sha256": ref.sha256}) + "\n")
+                f.flush()
+        except OSError as e:
+            raise InputError(f"cannot write the sweep cache index {index}: {e.strerror or e}") from None
 
 
 def chunk_rows(nodes, task: ChunkTask) -> list[dict]:
@@ -197,16 +261,36 @@ def chunk_rows(nodes, task: ChunkTask) -> list[dict]:
 def cost_chunk(nodes, task: ChunkTask, parts: Parts) -> ChunkRef:
     """Cost a chunk and write its part (runs in a worker; returns only counts)."""
     rows = chunk_rows(nodes, task)
-    parts.write(task.key, rows)
+    try:
+        digest = parts.write(task.key, rows)
+    except OSError as e:          # a full disk, a read-only folder, a file-size limit
+        raise InputError(f"cannot write the sweep part {parts.part_path(task.key)}: "
+                         f"{e.strerror or e}; the chunks finished so far are kept") from None
     failed = sum(r["status"] != "ok" for r in rows)
-    return ChunkRef(task.key, task.point0, len(rows), len(rows) - failed, failed)
+    return ChunkRef(task.key, task.point0, len(rows), len(rows) - failed, failed, digest or "")
 
 
 def _identity(model: str, batch, spec: AccelSpec) -> dict:
-    row = {"model": model, "batch": batch, "accelerator": spec.profile.rsplit("/", 1)[-1].removesuffix(".toml"),
-           "overrides": spec.overrides_text, "process_nm": spec.process_nm, "scaling": spec.scaling or ""}
+    from .spec import accelerator_label
+
+    row = {"model": model, "batch": batch, "accelerator": accelerator_label(spec.profile),
+           "overrides": spec.overrides_text, "process_nm": spec.process_nm, "scaling": spec.scaling or "",
+           "accelerator_source": _source(spec.profile)}
     row.update(spec.overrides)
     return row
+
+
+_SOURCES: dict = {}
+
+
+def _source(profile: str) -> str:
+    hit = _SOURCES.get(profile)
+    if hit is None:
+        from ..accelerator import load_accelerator
+        from .spec import profile_source
+
+        hit = _SOURCES[profile] = profile_source(load_accelerator(profile))
+    return hit
 
 
 def plan_chunks(sweep: "Sweep", mi: int, bi: int, model_id: str, chunk: int = CHUNK):

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass, field
 
 from ..accelerator import Accelerator, load_accelerator
-from ..errors import FodlamError
+from ..errors import FodlamError, InputError
 from ..layers import KINDS
 from ..sources import ModelRef
 from .spec import LLM_COLUMNS, AccelSpec, apply_overrides
@@ -129,6 +129,19 @@ def cost_nodes(nodes, acc: Accelerator, plan: CostPlan | None = None) -> dict:
         e, t = kinds.get(kind, (0.0, 0.0))
         row[f"energy_j_{kind}"] = e
         row[f"latency_s_{kind}"] = t
+    return checked_row(row, acc)
+
+
+def checked_row(row: dict, acc: Accelerator) -> dict:
+    """A point is ``ok`` only if every figure it holds is finite and non-negative; else it
+    fails with a one-line reason naming the profile (a variant whose overrides combine into
+    no finite cost)."""
+    import math
+
+    for key, v in row.items():
+        if isinstance(v, float) and not (math.isfinite(v) and v >= 0):
+            raise InputError(f"profile {acc.name}: {key} = {v!r} is not a finite, non-negative "
+                             "cost: its figures (or overrides) overflow or underflow together")
     return row
 
 
@@ -156,7 +169,7 @@ def cost_generation_row(trace, acc: Accelerator) -> dict:
         row[f"latency_s_{kind}"] = t
     row.update(prompt_len=gen.prompt_len, new_tokens=gen.new_tokens,
                **{k: getattr(gen, k) for k in LLM_COLUMNS[2:]})
-    return row
+    return checked_row(row, acc)
 
 
 def run_chunk(nodes, accels: list[AccelSpec]) -> list[dict]:

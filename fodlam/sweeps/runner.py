@@ -209,9 +209,13 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
                 tasks, nodes, err = [], None, id_err
                 for task in plan_chunks(sweep, mi, bi, model_id, chunk):
                     item = done.get(task.key) if err is None else None
-                    if item and parts.exists(task.key):
+                    why = parts.verified(task.key, item, task.stop - task.start) if item else None
+                    if item and why:
+                        log(f"fodlam sweep: warning: cached chunk {task.key} is not served: {why}; "
+                            "recomputing it")
+                    if item and not why:
                         result.chunks.append(ChunkRef(task.key, task.point0, item["rows"], item["ok"],
-                                                      item["failed"]))
+                                                      item["failed"], item["sha256"]))
                         result.cached += item["rows"]
                         result.failed_points += item["failed"]
                         if bar:

@@ -25,7 +25,8 @@ SWEEPABLE = {"fodlam-roofline": ("architecture", "power", "energy", "pipeline", 
              "fodlam-2017": ()}
 
 BASE_COLUMNS = ["point", "model", "batch", "accelerator", "overrides", "process_nm", "scaling",
-                "status", "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes"]
+                "status", "error", "macs", "energy_j", "latency_s", "edp_js", "unmodeled_nodes",
+                "accelerator_source"]
 KIND_COLUMNS = [f"{metric}_{kind}" for kind in KINDS for metric in ("energy_j", "latency_s")]
 
 
@@ -242,6 +243,28 @@ def _llm_models(m: dict, where: str, base: Path) -> list[ModelRef]:
             for p in prompts for n in news]
 
 
+def accelerator_label(profile: str) -> str:
+    """The ``accelerator`` column of a row: the profile's name without folder or suffix."""
+    return profile.rsplit("/", 1)[-1].removesuffix(".toml")
+
+
+def profile_source(acc: Accelerator) -> str:
+    """Where a profile comes from, as rows carry it: ``bundled:NAME``, or the file and the
+    first 12 hex digits of its content's SHA-256 (two files of one name are told apart)."""
+    from ..accelerator import _accelerators_dir
+
+    path = Path(acc.path) if acc.path else None
+    if path is None:
+        return f"object:{acc.name}"
+    try:
+        if path.resolve().parent == _accelerators_dir().resolve():
+            return f"bundled:{path.stem}"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return str(path)
+    return f"{path}#sha256:{digest}"
+
+
 def _profile_spec(name: str, base: Path) -> str:
     if name.endswith(".toml") and not os.path.isabs(name) and (base / name).is_file():
         return str(base / name)
@@ -321,13 +344,18 @@ def _accels(entries, process_nms, scaling, base: Path) -> tuple[AccelSpace, list
     of 10^9 points is found in the time it takes to read its axes."""
     if not isinstance(entries, list) or not entries:
         raise ConfigError("the sweep names no accelerators: add [[accelerators]] tables with profile = ...")
-    out, keys, types = [], [], {}
+    out, keys, types, sources = [], [], {}, {}
     for i, a in enumerate(entries, 1):
         where = f"[[accelerators]] #{i}"
         if not isinstance(a, dict) or "profile" not in a:
             raise ConfigError(f"{where}: give profile = \"NAME\" (fodlam profiles lists them) or a .toml path")
         profile = _profile_spec(str(a["profile"]), base)
         acc = load_accelerator(profile)
+        label, source = accelerator_label(profile), profile_source(acc)
+        if sources.setdefault(label, source) != source:
+            raise ConfigError(f"{where}: profile {profile} is labelled '{label}' like another "
+                              f"accelerator of this sweep ({sources[label]}) but is a different "
+                              "profile: rename one file, so that rows can be told apart")
         grid = a.get("grid", {})
         points = a.get("points", [])
         if not isinstance(grid, dict) or not isinstance(points, list):
@@ -428,7 +456,8 @@ REQUIRED_COLUMNS = ["point", "model", "batch", "accelerator", "overrides", "proc
                     "error", "energy_j", "latency_s"]
 _INT_COLUMNS = {"point", "batch", "macs", "unmodeled_nodes", "prompt_len", "new_tokens",
                 "kv_cache_bytes"}
-_STR_COLUMNS = {"model", "accelerator", "overrides", "scaling", "status", "error"}
+_STR_COLUMNS = {"model", "accelerator", "overrides", "scaling", "status", "error",
+                "accelerator_source"}
 
 
 def all_columns(sweep: Sweep) -> list[str]:

@@ -34,6 +34,27 @@ def _check_external_data(model, folder: Path) -> list[str]:
     return warnings
 
 
+def external_data_files(path) -> list[Path]:
+    """The external-data files an ONNX model names inside its folder (read from its
+    structure only: the files themselves are never opened): inputs a command must not
+    overwrite."""
+    path = Path(path)
+    try:
+        model = load_structure(path)
+    except Exception:  # noqa: BLE001 - an unreadable model has no external data to protect
+        return []
+    root = path.parent.resolve()
+    out = []
+    for _, tensor in _all_tensors(model):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            loc = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if loc and not os.path.isabs(loc):
+                target = (root / loc).resolve()
+                if root in target.parents and target not in out:
+                    out.append(target)
+    return out
+
+
 def _all_tensors(model):
     """(what, tensor) for every tensor a model holds: initializers, sparse initializers and
     the tensors in node attributes (Constant values and the like), in every subgraph."""
