@@ -562,3 +562,37 @@ def test_a_file_size_limit_is_one_line(folder):
     assert "Traceback" not in r.stderr and "File too large" in r.stderr
     assert len([x for x in r.stderr.splitlines() if x.startswith("fodlam: error")]) == 1
     assert not list(folder.glob(".s-results.csv.*"))
+
+
+# ---- 5. Ray as the pool -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "::::garbage::::", "ray://nowhere"])
+def test_a_bad_ray_address_fails_in_seconds(folder, address):
+    pytest.importorskip("ray")
+    _grid_sweep(folder)
+    t = time.perf_counter()
+    r = run_cli("sweep", "s.toml", "--backend", "ray", "--address", address, "-q", "--no-cache",
+                cwd=folder)
+    assert "--address" in _one_line_error(r)
+    assert time.perf_counter() - t < 10
+
+
+def test_sigterm_during_a_ray_sweep_keeps_finished_chunks(folder):
+    pytest.importorskip("ray")
+    pytest.importorskip("pyarrow")
+    _grid_sweep(folder, n=3000)
+    cache = folder / "cache"
+    driver = subprocess.Popen([sys.executable, "-c", "import sys; from fodlam.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", "sweep", "s.toml", "--backend", "ray",
+                               "--jobs", "2", "--chunk-size", "64", "-q", "--cache", str(cache)],
+                              cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cache / "index.jsonl").exists():
+        time.sleep(0.2)
+    assert (cache / "index.jsonl").exists(), "no chunk finished"
+    driver.send_signal(signal.SIGTERM)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 128 + signal.SIGTERM, err[-1500:]
+    assert "Traceback" not in err and "interrupted" in err
+    rows = (folder / "s-results.csv").read_text().splitlines()
+    assert len(rows) > 1

@@ -22,6 +22,9 @@ def cmd_sweep(args) -> int:
         raise InputError(f"--top {args.top}: give a positive number of points (or leave it out)")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise InputError(f"--chunk-size {args.chunk_size}: give a positive number of points")
+    if args.backend == "ray" and args.address:      # fail in seconds, before any import
+        from ..sweeps.ray_backend import check_address
+        check_address(args.address)
     spec = S.load_sweep(args.sweep)
     prefix = Path(args.output) if args.output else spec.path.with_name(spec.path.stem + "-results")
     if prefix.suffix in (".csv", ".parquet"):

@@ -20,6 +20,45 @@ def _collect_one(ray, pending: dict, collect) -> None:
         collect(pending.pop(fut), ray.get(fut))
 
 
+def check_address(address: str, timeout_s: float = 3.0) -> None:
+    """A Ray address is ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``, and answers within
+    ``timeout_s``: else a one-line error now, not a hang with Ray's logs on the terminal."""
+    import re
+    import socket
+
+    if address == "auto":
+        return
+    m = re.fullmatch(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):(\d{1,5})", address)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise InputError(f"--address {address!r} is not a Ray address: give HOST:PORT (e.g. "
+                         "10.0.0.5:6379), ray://HOST:PORT or auto")
+    host = m.group(1).strip("[]")
+    try:
+        with socket.create_connection((host, int(m.group(2))), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise InputError(f"--address {address}: no Ray cluster answers there within "
+                         f"{timeout_s:g} s ({e.strerror or e}); start one (ray start --head) or "
+                         "leave --address out for a local one") from None
+
+
+def _signal_handlers() -> dict:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+
+
+def _restore(handlers: dict) -> None:
+    import signal
+
+    for s, h in handlers.items():
+        if h is not None:
+            signal.signal(s, h)
+
+
 def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=()) -> None:
     """Run ``run_chunk(nodes, task, *extra)`` for every ``(nodes, task)`` on Ray and hand each
     result to ``collect(task, result)``, at most a few tasks per CPU in flight."""
@@ -29,11 +68,22 @@ def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=()) -
         raise InputError("--backend ray needs ray: pip install 'fodlam[cluster]'") from None
     started = False
     if not ray.is_initialized():
-        kwargs = dict(include_dashboard=False, log_to_driver=False)
+        import logging
+
         if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=jobs, **kwargs)
+            check_address(address)
+        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        handlers = _signal_handlers()
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=jobs, **kwargs)
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
+            raise InputError(f"--address {address}: cannot start Ray there "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+        finally:
+            _restore(handlers)       # Ray's own SIGTERM handler would end the driver unwritten
         started = True
     try:
         remote = ray.remote(run_chunk)
