@@ -313,7 +313,7 @@ def test_fusion_chain_from_a_residual_add(tmp_path):
      'dims = { k = 4, c = 2 }\n', "name k or c and t, not both"),
     ('[array]\ncores = 0\n', "cores = 0 must be positive"),
     ('[array]\n[[array.unroll]]\nname = "x"\napplies = ["conv", "gemm", "depthwise", "product"]\n'
-     'dims = { m = 4 }\n[[ports]]\nname = "a"\nholds = ["maps", "disk"]\nbytes_per_s = 1\n', "unknown: disk"),
+     'dims = { m = 4 }\n[[ports]]\nname = "a"\nholds = ["maps", "disk"]\nbytes_per_s = 1e9\n', "unknown: disk"),
 ])
 def test_a_bad_declaration_is_one_line(tmp_path, table, message):
     path = tmp_path / "bad.toml"

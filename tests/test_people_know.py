@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,29 @@ def test_output_to_dev_null_and_a_fifo(model_file, tmp_path):
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()   # still a device
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
-    r = run_cli("torch", f"{model_file}:make", "--input-shape", "1,3,8,8", "--format", "csv",
-                "-o", str(fifo))
-    out, _ = reader.communicate(timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert out.splitlines()[0].startswith("name,")
+    # the writer in its own process (an open of a FIFO waits for its reader), both bounded
+    writer = subprocess.Popen([sys.executable, "-c", "import sys; from fodlam.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", "torch", f"{model_file}:make",
+                               "--input-shape", "1,3,8,8", "--format", "csv", "-o", str(fifo)],
+                              stderr=subprocess.PIPE, text=True)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    chunks, deadline = [], time.time() + 120
+    try:
+        while time.time() < deadline:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                data = None
+            if data:
+                chunks.append(data)
+            elif data == b"" and writer.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+    assert writer.wait(timeout=60) == 0, writer.stderr.read()
+    assert b"".join(chunks).decode().splitlines()[0].startswith("name,")
 
 
 def test_a_directory_is_still_refused(model_file, tmp_path):

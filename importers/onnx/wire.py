@@ -39,6 +39,8 @@ def external_data_files(path) -> list[Path]:
     structure only: the files themselves are never opened): inputs a command must not
     overwrite."""
     path = Path(path)
+    if not path.is_file():           # a FIFO, a device, a folder: nothing to open, ever
+        return []
     try:
         model = load_structure(path)
     except Exception:  # noqa: BLE001 - an unreadable model has no external data to protect
