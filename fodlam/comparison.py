@@ -75,24 +75,21 @@ class Comparison:
                 f"least energy {self.best('energy_j').accelerator.get('name', '?')}, least "
                 f"latency {self.best('latency_s').accelerator.get('name', '?')}>")
 
-    def _repr_html_(self) -> str:
-        from .report.views import html_summary
+    def _display(self, markdown: bool) -> str:
+        from .report.views import html_summary, markdown_summary
 
         header, rows = self._cells()
         best = [(label, self.best(by).accelerator.get("name", "?")) for by, label in
                 (("energy_j", "least energy"), ("latency_s", "least latency"),
                  ("edp", "least energy x latency"))]
-        return html_summary(self._title(), best, header, rows,
-                            f"{len(rows)} accelerators side by side")
+        make = markdown_summary if markdown else html_summary
+        return make(self._title(), best, header, rows, f"{len(rows)} accelerators side by side")
+
+    def _repr_html_(self) -> str:
+        return self._display(False)
 
     def _repr_markdown_(self) -> str:
-        from .report.views import markdown_summary
-
-        header, rows = self._cells()
-        best = [(label, self.best(by).accelerator.get("name", "?")) for by, label in
-                (("energy_j", "least energy"), ("latency_s", "least latency"),
-                 ("edp", "least energy x latency"))]
-        return markdown_summary(self._title(), best, header, rows, "side by side")
+        return self._display(True)
 
     def to_dict(self) -> dict:
         from ._version import __version__
