@@ -109,8 +109,16 @@ class GenerationProfile:
             "tokens_per_s", "energy_per_token_j", "total_energy_j", "total_latency_s",
             "kv_cache_bytes", "decode_bytes_per_token")
 
-    def to_dict(self) -> dict:
+    def to_dict(self, layers: bool = True) -> dict:
+        """The generation as JSON data; ``layers=False`` keeps the summary and each sampled
+        phase's totals (``prefill``, ``decode_first``, ``decode_last``: totals and by kind),
+        not every layer (``fodlam llm --format json`` writes that; ``--layers`` all)."""
         from ._version import __version__
+
+        def phase(p):
+            if layers:
+                return p.to_dict()
+            return {"total": p._total_dict(), "by_kind": p.by_kind(), "unmodeled": p.unmodeled}
 
         out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "fodlam_version": __version__,
                "model": dict(self.model), "accelerator": dict(self.accelerator),
@@ -120,12 +128,12 @@ class GenerationProfile:
         out.update(total_macs=self.total_macs, decode_steps=self.decode_steps,
                    weight_bytes=self.weight_bytes, bound=dict(self.bound), how=self.how,
                    decode_samples=[vars(s) for s in self.samples],
-                   prefill=self.prefill.to_dict(), decode_first=self.decode_first.to_dict(),
-                   decode_last=self.decode_last.to_dict(), warnings=list(self.warnings))
+                   prefill=phase(self.prefill), decode_first=phase(self.decode_first),
+                   decode_last=phase(self.decode_last), warnings=list(self.warnings))
         return out
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False) + "\n"
+    def to_json(self, indent: int | None = 2, layers: bool = True) -> str:
+        return json.dumps(self.to_dict(layers=layers), indent=indent, allow_nan=False) + "\n"
 
     def summary_lines(self) -> list[str]:
         from .report.table import render_table

@@ -335,3 +335,43 @@ profile = "tpu-v1"
     r = run_cli("report", str(tmp_path / "out.csv"), "--html", str(tmp_path / "r.html"))
     assert r.returncode == 0, r.stderr
     assert "joules per token" in (tmp_path / "r.html").read_text()
+
+
+def test_a_context_past_the_models_limit_is_refused(tmp_path):
+    """Issue 30, item 3: prompt + generated tokens beyond n_positions / max_position_embeddings
+    is a one-line error in the API and the CLI."""
+    from fodlam.errors import InputError
+    from conftest import run_cli
+
+    cfg = T.GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, n_positions=32)
+    with pytest.raises(InputError, match="33 positions, more than the model's 32"):
+        fodlam.generate_profile(T.GPT2LMHeadModel(cfg), prompt_len=30, new_tokens=4)
+    ok = fodlam.generate_profile(T.GPT2LMHeadModel(cfg), prompt_len=29, new_tokens=4)
+    assert ok.decode_steps == 3
+    (tmp_path / "g.py").write_text(
+        "import transformers as T\n"
+        "def make():\n"
+        "    return T.GPT2LMHeadModel(T.GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2,"
+        " n_positions=32))\n")
+    r = run_cli("llm", f"{tmp_path / 'g.py'}:make", "--prompt", "40", "--generate", "8")
+    assert r.returncode == 2 and "more than the model's 32" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_llm_json_is_compact_by_default(tmp_path):
+    """Issue 30, item 7: the JSON holds the summary and each sampled phase's totals; every
+    layer with --layers."""
+    from conftest import run_cli
+
+    (tmp_path / "g.py").write_text(
+        "import transformers as T\n"
+        "def make():\n"
+        "    return T.GPT2LMHeadModel(T.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2,"
+        " n_positions=64))\n")
+    r = run_cli("llm", f"{tmp_path / 'g.py'}:make", "--prompt", "16", "--generate", "8",
+                "--format", "json")
+    full = run_cli("llm", f"{tmp_path / 'g.py'}:make", "--prompt", "16", "--generate", "8",
+                   "--format", "json", "--layers")
+    small, big = json.loads(r.stdout), json.loads(full.stdout)
+    assert "nodes" not in small["prefill"] and small["prefill"]["total"]["macs"] > 0
+    assert big["prefill"]["nodes"] and len(r.stdout) * 5 < len(full.stdout)
+    assert small["decode_latency_s_per_token"] == big["decode_latency_s_per_token"]

@@ -135,7 +135,7 @@ def cmd_llm(args) -> int:
     if args.html:
         gen.save_html(args.html)
     fmt = args.format or _default_format()
-    _emit(gen.to_json() if fmt == "json" else str(gen), args.output)
+    _emit(gen.to_json(layers=args.layers) if fmt == "json" else str(gen), args.output)
     return 0
 
 

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the KV cache: the model's growing one (default) or a StaticCache of "
                         "prompt + generated positions")
     p.add_argument("--html", metavar="FILE", help="also write the report page to FILE")
+    p.add_argument("--layers", action="store_true",
+                   help="JSON: every layer of the prefill and sampled decode steps (default: "
+                        "their totals and kinds only)")
     p.add_argument("--format", choices=("table", "json"),
                    help="output format (default: table on a terminal, json otherwise)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")

@@ -81,6 +81,28 @@ def import_steps(model, steps, *, dtype=None, moe_routing="balanced", weight_den
     return out
 
 
+#: where a model's configuration states how many positions it can attend over
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
+                "max_sequence_length")
+
+
+def check_context(model, prompt_len: int, new_tokens: int) -> None:
+    """Prompt plus generated tokens within the model's own limit (the last generated token
+    is never fed back), else a one-line error naming both; a model that states no limit, or
+    attends over a sliding window of its cache, is traced as it runs."""
+    cfg = getattr(model, "config", None)
+    for key in CONTEXT_KEYS:
+        limit = getattr(cfg, key, None)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            needed = prompt_len + new_tokens - 1
+            if needed > limit:
+                name = getattr(cfg, "_name_or_path", "") or type(model).__name__
+                raise InputError(f"{name}: a prompt of {prompt_len} tokens and {new_tokens} generated "
+                                 f"need {needed} positions, more than the model's {limit} ({key}); "
+                                 "shorten the prompt or the generation")
+            return
+
+
 def trace_generation(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
                      samples: int = 3, dtype=None, moe_routing: str = "balanced",
                      cache: str = "dynamic") -> GenerationTrace:
@@ -101,6 +123,7 @@ def trace_generation(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
     if encdec and cache == "static":
         raise InputError("cache='static' is for decoder-only models; an encoder-decoder model "
                          "keeps its self- and cross-attention caches dynamic here")
+    check_context(model, prompt_len, new_tokens)
     cache_kw = _cache_kwarg(model)
     params = inspect.signature(model.forward).parameters
     base = {"use_cache": True}
