@@ -146,7 +146,8 @@ def generate_profile(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
     ``decode_first`` and ``decode_last`` (Profiles), ``time_to_first_token_s``,
     ``decode_latency_s_per_token``, ``decode_energy_j_per_token``, ``tokens_per_s``,
     ``energy_per_token_j``, ``total_energy_j``, ``total_latency_s``, ``kv_cache_bytes``,
-    ``decode_bytes_per_token`` and ``bound`` per phase. The importers trace the generation
+    ``decode_bytes_per_step``, ``decode_bytes_per_token`` (per step over the batch) and
+    ``bound`` per phase. The importers trace the generation
     (data: a ``fodlam.nodes.GenerationTrace``); ``fodlam.llm.cost_generation`` costs it."""
     if isinstance(model, (str, Path)):
         if not str(model).lower().endswith(".onnx"):

@@ -52,9 +52,10 @@ class GenerationProfile:
     decode_latency_s: float = 0.0        # all decode steps
     decode_energy_j: float = 0.0
     decode_macs: int = 0
-    kv_cache_bytes: int = 0              # at the end of generation
-    weight_bytes: int = 0
-    decode_bytes_per_token: float = 0.0  # weights + cache read by a decode step, mean
+    kv_cache_bytes: int = 0              # at the end of generation, at the deployed width
+    weight_bytes: int = 0                # at the deployed width
+    decode_bytes_per_step: float = 0.0   # weights + cache read by a decode step, mean
+    deployed_bits: int = 0               # the width bytes are counted at (the latency's)
     bound: dict = field(default_factory=dict)
     how: str = ""
     warnings: list = field(default_factory=list)
@@ -105,9 +106,15 @@ class GenerationProfile:
         """All energy, prefill included, over the generated tokens."""
         return self.total_energy_j / self.generated_tokens
 
+    @property
+    def decode_bytes_per_token(self) -> float:
+        """Bytes a decode step reads per generated token: per step over the batch (before
+        0.3 this key held the per-step figure: see ``decode_bytes_per_step``)."""
+        return self.decode_bytes_per_step / max(1, self.batch)
+
     KEYS = ("time_to_first_token_s", "decode_latency_s_per_token", "decode_energy_j_per_token",
             "tokens_per_s", "energy_per_token_j", "total_energy_j", "total_latency_s",
-            "kv_cache_bytes", "decode_bytes_per_token")
+            "kv_cache_bytes", "decode_bytes_per_step", "decode_bytes_per_token", "deployed_bits")
 
     def to_dict(self, layers: bool = True) -> dict:
         """The generation as JSON data; ``layers=False`` keeps the summary and each sampled
@@ -154,8 +161,9 @@ class GenerationProfile:
             ["total energy", format_si(self.total_energy_j, "J"), ""],
             ["total latency", format_si(self.total_latency_s, "s"), ""],
             ["KV cache at the end", format_si(self.kv_cache_bytes, "B"), ""],
-            ["bytes read per decode step", format_si(self.decode_bytes_per_token, "B"),
-             f"weights {format_si(self.weight_bytes, 'B')} + cache, mean"],
+            ["bytes read per decode step", format_si(self.decode_bytes_per_step, "B"),
+             f"weights {format_si(self.weight_bytes, 'B')} + cache, mean, at "
+             f"{self.deployed_bits or '?'} bits"],
             ["MACs", format_count(self.total_macs),
              f"prefill {format_count(self.prefill.total_macs)}, decode "
              f"{format_count(self.decode_macs)}"],
@@ -241,6 +249,16 @@ def _dominant_bound(profile) -> str:
     return max(by, key=by.get) if by else "element-wise"
 
 
+def deployed_bits(cm, element_bytes: float) -> int:
+    """The width a cost model computes a layer of the traced dtype in (0 where unknown)."""
+    from .engines import precision
+
+    arch = getattr(getattr(cm, "accelerator", None), "architecture", None)
+    if arch is None or not element_bytes:
+        return 0
+    return precision(arch, int(round(element_bytes * 8)))
+
+
 def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
     """A traced generation costed on one cost model."""
     from .costed import cost_imported
@@ -249,8 +267,12 @@ def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
     first, steps = trace.first, trace.steps
     prefill = cost_imported(trace.prefill, cm)
     decode = [(c, cost_imported(imp, cm)) for c, imp, _ in trace.decode]
-    read = [kv for _, _, kv in trace.decode]
-    weight_bytes = trace.weight_bytes
+    # bytes at the width the accelerator computes and stores in (the latency's), not the
+    # traced dtype's: a bf16 model deployed in int8 reads half the bytes
+    bits = deployed_bits(cm, trace.element_bytes)
+    scale = bits / 8 / trace.element_bytes if bits and trace.element_bytes else 1.0
+    read = [kv * scale for _, _, kv in trace.decode]
+    weight_bytes = int(round(trace.weight_bytes * scale))
     samples_ = [Step(c, p.total_latency_s, p.total_energy_j, p.total_macs) for c, p in decode]
     gen = GenerationProfile(model=dict(prefill.model, prompt_len=prompt_len),
                             accelerator=prefill.accelerator,
@@ -267,11 +289,12 @@ def cost_generation(trace: GenerationTrace, cm) -> GenerationProfile:
     # the cache at the end holds the prompt and every token fed back (the last generated
     # token never is): after the last decode step, exactly what was traced; a decode step
     # reads the cache it leaves (its context and its own token), interpolated between samples
-    gen.kv_cache_bytes = int(read[-1]) if steps else int(trace.prefill_kv)
+    gen.deployed_bits = int(bits or 8 * trace.element_bytes)
+    gen.kv_cache_bytes = int(read[-1]) if steps else int(trace.prefill_kv * scale)
     reads = [(c, float(b)) for (c, _), b in zip(decode, read)]
     mean_read = (_interpolated_sum(reads, first, steps) / steps if steps
                  else float(read[0]))
-    gen.decode_bytes_per_token = weight_bytes + mean_read
+    gen.decode_bytes_per_step = weight_bytes + mean_read
     gen.bound = {"prefill": _dominant_bound(gen.prefill), "decode": _dominant_bound(gen.decode_last)}
     gen.how = ((f"the encoder over {prompt_len} tokens and the decoder's start token"
                 if trace.encdec else f"prefill of {prompt_len} tokens") +

@@ -129,6 +129,7 @@ class GenerationTrace:
     steps: int                         # decode steps (new_tokens - 1)
     encdec: bool = False
     weight_bytes: int = 0
+    element_bytes: float = 0.0        # bytes of the traced floating dtype (0: unknown)
     prefill: object = None             # Imported
     prefill_kv: int = 0
     decode: list = field(default_factory=list)     # [(context, Imported, cache bytes after)]

@@ -67,7 +67,7 @@ def test_decode_macs_equal_the_hand_formula(family):
     assert [s.context for s in g.samples] == [P, P + 4, P + 7]
     kv = cfg.num_key_value_heads
     positions = min(P + N - 1, window - 1) if window else P + N - 1
-    assert g.kv_cache_bytes == cfg.num_hidden_layers * 2 * kv * HD * positions * 4
+    assert g.kv_cache_bytes == cfg.num_hidden_layers * 2 * kv * HD * positions * g.deployed_bits // 8        # at the deployed width
 
 
 def test_gpt2_and_mixtral_decode():
@@ -166,7 +166,7 @@ def test_encoder_decoder_t5(meta):
     cross_kv = 2 * 2 * 32 * 32 * P
     assert g.prefill.total_macs == encoder + cross_kv + step(0)
     # the self-attention cache holds N positions at the end; the cross cache P
-    assert g.kv_cache_bytes == 2 * 2 * 2 * 16 * (N + P) * 4
+    assert g.kv_cache_bytes == 2 * 2 * 2 * 16 * (N + P) * g.deployed_bits // 8        # at the deployed width
 
 
 @pytest.mark.parametrize("acc", bundled())
@@ -210,7 +210,7 @@ def test_static_cache():
     g = fodlam.generate_profile(model, prompt_len=P, new_tokens=N, cache="static", accelerator="tpu-v1")
     assert {s.macs for s in g.samples} == {swiglu_step_macs(cfg, P + N - 1)}
     kv = cfg.num_key_value_heads
-    assert g.kv_cache_bytes == cfg.num_hidden_layers * 2 * kv * HD * (P + N) * 4
+    assert g.kv_cache_bytes == cfg.num_hidden_layers * 2 * kv * HD * (P + N) * g.deployed_bits // 8        # at the deployed width
     from fodlam.errors import InputError
 
     with pytest.raises(InputError, match="dynamic"):
@@ -281,7 +281,7 @@ def test_generation_from_an_onnx_decoder_with_past_inputs(tmp_path):
         return 4 * 32 * 32 + 2 * (c + 1) * 32 + 32 * 50
     assert g.prefill.total_macs == 4 * 32 * 32 * P + 2 * P * P * 32 + 32 * 50 * P
     assert g.decode_macs == sum(step(c) for c in range(P, P + N - 1))
-    assert g.kv_cache_bytes == 2 * (P + N - 1) * 32 * 4
+    assert g.kv_cache_bytes == 2 * (P + N - 1) * 32 * g.deployed_bits // 8        # at the deployed width
     r = run_cli("llm", str(path), "--prompt", "8", "--generate", "5", "--format", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["decode_steps"] == 4
@@ -375,3 +375,21 @@ def test_llm_json_is_compact_by_default(tmp_path):
     assert "nodes" not in small["prefill"] and small["prefill"]["total"]["macs"] > 0
     assert big["prefill"]["nodes"] and len(r.stdout) * 5 < len(full.stdout)
     assert small["decode_latency_s_per_token"] == big["decode_latency_s_per_token"]
+
+
+def test_bytes_are_counted_at_the_deployed_width():
+    """Issue 30, item 2: on TPU v1 (int8) an fp32 model's weights and cache count one byte an
+    element, as the latency does; per token is per step over the batch."""
+    cfg = T.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    model = T.LlamaForCausalLM(cfg)
+    params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    tpu = fodlam.generate_profile(model, prompt_len=16, new_tokens=8, batch=4, accelerator="tpu-v1")
+    assert tpu.deployed_bits == 8 and tpu.weight_bytes == params          # 1 byte each
+    nv = fodlam.generate_profile(model, prompt_len=16, new_tokens=8, batch=4,
+                                 accelerator="nvdla-nv-full")
+    assert nv.deployed_bits == 16 and nv.weight_bytes == 2 * params
+    assert nv.kv_cache_bytes == 2 * tpu.kv_cache_bytes
+    assert tpu.decode_bytes_per_token == pytest.approx(tpu.decode_bytes_per_step / 4)
+    data = json.loads(tpu.to_json(layers=False))
+    assert data["decode_bytes_per_step"] > data["decode_bytes_per_token"] > 0

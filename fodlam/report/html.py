@@ -179,7 +179,7 @@ def render_generation(gen) -> str:
         ("total energy", format_si(gen.total_energy_j, "J")),
         ("total latency", format_si(gen.total_latency_s, "s")),
         ("KV cache at the end", format_si(gen.kv_cache_bytes, "B")),
-        ("bytes read per decode step", format_si(gen.decode_bytes_per_token, "B")),
+        ("bytes read per decode step", format_si(gen.decode_bytes_per_step, "B")),
         ("MACs", format_count(gen.total_macs)),
         ("bound", ", ".join(f"{k}: {v}" for k, v in gen.bound.items()))])
     tops = ""

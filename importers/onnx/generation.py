@@ -85,6 +85,9 @@ def trace_generation_onnx(path, prompt_len: int, new_tokens: int, *, batch: int 
         trace.decode.append((c, imported, cache_bytes(c + 1)))
     trace.weight_bytes = sum(_ONNX_BYTES.get(t.data_type, 4) * _prod(t.dims)
                              for t in model.graph.initializer)
+    floats = [_ONNX_BYTES.get(t.data_type, 4) for t in model.graph.initializer
+              if t.data_type in (1, 10, 11, 16)]          # float, float16, double, bfloat16
+    trace.element_bytes = float(max(set(floats), key=floats.count)) if floats else 0.0
     return trace
 
 

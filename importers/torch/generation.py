@@ -48,6 +48,16 @@ def _cache_of(output):
                      "FODLAM needs a causal language model that returns its cache")
 
 
+def _traced_element_bytes(model, dtype) -> float:
+    """Bytes per element of the floating dtype the weights and cache were traced in."""
+    import torch
+
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return float(torch.empty((), dtype=dtype).element_size())
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return float(p.element_size()) if p is not None else 0.0
+
+
 def _bytes_of(tensors) -> int:
     seen, total = set(), 0
     for t in tensors:
@@ -196,7 +206,8 @@ def trace_generation(model, prompt_len: int, new_tokens: int, *, batch: int = 1,
     name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
     trace = GenerationTrace(name=name, prompt_len=prompt_len, new_tokens=new_tokens, batch=batch,
                             first=first, steps=steps, encdec=encdec,
-                            weight_bytes=_bytes_of(list(model.parameters()) + list(model.buffers())))
+                            weight_bytes=_bytes_of(list(model.parameters()) + list(model.buffers())),
+                            element_bytes=_traced_element_bytes(model, dtype))
     for kind, (imported, _out, kv) in zip(kinds, traced):
         if kind == "chunk":
             continue
