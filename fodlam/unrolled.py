@@ -90,7 +90,6 @@ class Unrolled(OperationEnergy):
         best = max(spec.unroll, key=lambda u: u.macs_per_cycle)
         self.peak = best.macs_per_cycle * self.cores * self.clock_hz
         self.an = best.lanes           # the vector width a profile without [ops] falls back on
-        self._at: dict = {}
 
     # -- how a nest maps ---------------------------------------------------------------------
     def mapping(self, nest: Nest) -> dict:

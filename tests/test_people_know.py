@@ -329,9 +329,9 @@ def test_no_overlapping_labels_at_any_number_of_components(monkeypatch, n):
         _no_two_intersect(_boxes(fig, ax.texts))
         legend = ax.get_legend()
         if legend is not None:       # outside the data: below the axes
-            (box,) = _boxes(fig, [legend.get_title()]) if False else [legend.get_window_extent(
-                fig.canvas.get_renderer())]
-            assert box.y1 <= ax.get_window_extent(fig.canvas.get_renderer()).y0 + 1
+            renderer = fig.canvas.get_renderer()
+            box = legend.get_window_extent(renderer)
+            assert box.y1 <= ax.get_window_extent(renderer).y0 + 1
 
 
 def test_the_llm_page_legend_is_outside_the_bars(tmp_path):

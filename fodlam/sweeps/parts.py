@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from .._version import __version__
 from ..errors import InputError
 from .plan import run_chunk
-from .spec import AccelEntry, AccelSpec, Sweep, columns
+from ..accelerator import load_accelerator
+from .spec import AccelEntry, AccelSpec, Sweep, accelerator_label, columns, profile_source
 
 #: points per chunk, the unit of work, of the cache and of the output parts; fixed (not
 #: tied to the worker count) so that a rerun with other settings reuses finished chunks
@@ -271,8 +272,6 @@ def cost_chunk(nodes, task: ChunkTask, parts: Parts) -> ChunkRef:
 
 
 def _identity(model: str, batch, spec: AccelSpec) -> dict:
-    from .spec import accelerator_label
-
     row = {"model": model, "batch": batch, "accelerator": accelerator_label(spec.profile),
            "overrides": spec.overrides_text, "process_nm": spec.process_nm, "scaling": spec.scaling or "",
            "accelerator_source": _source(spec.profile)}
@@ -286,9 +285,6 @@ _SOURCES: dict = {}
 def _source(profile: str) -> str:
     hit = _SOURCES.get(profile)
     if hit is None:
-        from ..accelerator import load_accelerator
-        from .spec import profile_source
-
         hit = _SOURCES[profile] = profile_source(load_accelerator(profile))
     return hit
 
