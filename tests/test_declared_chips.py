@@ -385,3 +385,24 @@ def test_per_buffer_capacities(tmp_path):
     # 64 channels x 1024 positions x 4 B = 256 KiB of partial sums: blocks of 16 channels
     assert small_acc["accumulator_blocks"] == 4
     assert small_acc["port_bytes"]["sram"] - base["port_bytes"]["sram"] == pytest.approx(3 * n.in_elems)
+
+
+def test_a_trained_models_batch_norm_folds_into_the_ethos_output_stage():
+    """A PyTorch model with conv - batch norm - ReLU, as users bring it: on Ethos-U the batch
+    norm is the per-channel scale the output stage applies (TFLite and Vela fold it), so it
+    and the ReLU cost no pass of their own."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+    p = fodlam.profile(net, (1, 8, 32, 32), accelerator="ethos-u55-128")
+    conv = p.nodes[0]
+    assert [n.fused_into for n in p.nodes[1:]] == [conv.name, conv.name]
+
+
+def test_a_gather_reads_the_rows_it_gathers():
+    """An embedding of a 50,000-row table reads its 128 rows, not the table (which would
+    also spill past the SRAM)."""
+    model = for_accelerator("ethos-u55-256")
+    gather = L.Elementwise("gather", "embedding", 50_000 * 768, 128 * 768, 128 * 768)
+    est = model.estimate(gather)
+    assert est.latency_s < 1e-3 and "flash" not in est.how

@@ -171,7 +171,9 @@ class Roofline:
             rule = (f"{op_class}: {elements:.0f} elements at {self.ops.rate(op_class):g} per cycle"
                     + (f" x {self.ops.passes(op_class):g} passes" if self.ops.passes(op_class) != 1 else ""))
         fixed = arr.spec.op_cycles
-        read = layer.input_elems * self.bpe
+        # a gather (an embedding) reads the rows it gathers, not its whole table
+        read = (layer.output_elems if getattr(layer, "category", "") == "gather"
+                else layer.input_elems) * self.bpe
         if op_class in ("pool", "reduce") and self.ops is not None and self.ops.access_channels:
             read = arr._run_cost(read, getattr(layer, "channels", 1 << 30),
                                  self.ops.access_channels, 1, self.bpe)
