@@ -14,10 +14,41 @@ from __future__ import annotations
 from ..errors import InputError
 
 
-def _collect_one(ray, pending: dict, collect) -> None:
-    ready, _ = ray.wait(list(pending), num_returns=1)
+def _collect_one(ray, pending: dict, collect, caught: dict) -> None:
+    """Wait for one task, in short waits so that a signal caught meanwhile is acted on
+    between Ray calls (``_deferred_signals``), never raised inside one."""
+    while True:
+        _raise_caught(caught)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+        if ready:
+            break
     for fut in ready:
         collect(pending.pop(fut), ray.get(fut))
+
+
+def _raise_caught(caught: dict) -> None:
+    if caught:
+        from .runner import Interrupted
+        raise Interrupted(caught["signum"])
+
+
+def _deferred_signals(caught: dict):
+    """A context in which SIGTERM, SIGINT and SIGHUP are noted in ``caught`` rather than
+    raised where they land: an exception thrown into the middle of a Ray call (a put, a
+    submit, a get) can leave its core worker half-way and crash the driver on shutdown."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def scope():
+        handlers = _signal_handlers()
+        for s in handlers:
+            signal.signal(s, lambda signum, _frame: caught.setdefault("signum", signum))
+        try:
+            yield
+        finally:
+            _restore(handlers)
+    return scope()
 
 
 def check_address(address: str, timeout_s: float = 3.0) -> None:
@@ -89,15 +120,18 @@ def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=()) -
         remote = ray.remote(run_chunk)
         refs, pending = {}, {}
         window = 4 * max(1, int(ray.cluster_resources().get("CPU", jobs or 1)))
+        caught: dict = {}
         try:
-            for nodes, task in tasks:
-                if id(nodes) not in refs:
-                    refs[id(nodes)] = ray.put(nodes)
-                pending[remote.remote(refs[id(nodes)], task, *extra)] = task
-                while len(pending) >= window:
-                    _collect_one(ray, pending, collect)
-            while pending:
-                _collect_one(ray, pending, collect)
+            with _deferred_signals(caught):
+                for nodes, task in tasks:
+                    _raise_caught(caught)
+                    if id(nodes) not in refs:
+                        refs[id(nodes)] = ray.put(nodes)
+                    pending[remote.remote(refs[id(nodes)], task, *extra)] = task
+                    while len(pending) >= window:
+                        _collect_one(ray, pending, collect, caught)
+                while pending:
+                    _collect_one(ray, pending, collect, caught)
         except KeyboardInterrupt:
             for fut in pending:
                 ray.cancel(fut, force=True)
