@@ -28,14 +28,14 @@ def _collect_one(ray, pending: dict, collect, caught: dict) -> None:
 
 def _raise_caught(caught: dict) -> None:
     if caught:
-        from .runner import Interrupted
-        raise Interrupted(caught["signum"])
+        raise caught["error"]
 
 
-def _deferred_signals(caught: dict):
-    """A context in which SIGTERM, SIGINT and SIGHUP are noted in ``caught`` rather than
-    raised where they land: an exception thrown into the middle of a Ray call (a put, a
-    submit, a get) can leave its core worker half-way and crash the driver on shutdown."""
+def _deferred_signals(caught: dict, interrupt):
+    """A context in which SIGTERM, SIGINT and SIGHUP are noted in ``caught`` (as
+    ``interrupt(signum)``, raised later between Ray calls) rather than raised where they
+    land: an exception thrown into the middle of a Ray call (a put, a submit, a get) can
+    leave its core worker half-way and crash the driver on shutdown."""
     import contextlib
     import signal
 
@@ -43,7 +43,7 @@ def _deferred_signals(caught: dict):
     def scope():
         handlers = _signal_handlers()
         for s in handlers:
-            signal.signal(s, lambda signum, _frame: caught.setdefault("signum", signum))
+            signal.signal(s, lambda signum, _frame: caught.setdefault("error", interrupt(signum)))
         try:
             yield
         finally:
@@ -90,9 +90,11 @@ def _restore(handlers: dict) -> None:
             signal.signal(s, h)
 
 
-def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=()) -> None:
+def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=(),
+              interrupt=KeyboardInterrupt) -> None:
     """Run ``run_chunk(nodes, task, *extra)`` for every ``(nodes, task)`` on Ray and hand each
-    result to ``collect(task, result)``, at most a few tasks per CPU in flight."""
+    result to ``collect(task, result)``, at most a few tasks per CPU in flight. A SIGTERM,
+    SIGINT or SIGHUP meanwhile raises ``interrupt(signum)`` between Ray calls."""
     try:
         import ray
     except ImportError:
@@ -122,7 +124,7 @@ def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=()) -
         window = 4 * max(1, int(ray.cluster_resources().get("CPU", jobs or 1)))
         caught: dict = {}
         try:
-            with _deferred_signals(caught):
+            with _deferred_signals(caught, interrupt):
                 for nodes, task in tasks:
                     _raise_caught(caught)
                     if id(nodes) not in refs:

@@ -277,7 +277,7 @@ def _execute(tasks, nodes, parts, result, backend, address, jobs, pool, bar, on_
     if backend == "ray":
         from .ray_backend import run_tasks
         run_tasks([(nodes, t) for t in tasks], collect, cost_chunk, address=address, jobs=jobs,
-                  extra=(parts,))
+                  extra=(parts,), interrupt=Interrupted)
         return pool
     if jobs == 1 or len(tasks) == 1 and pool is None:
         for task in tasks:
