@@ -38,14 +38,19 @@ class UserCodeError(ModelError):
     exit_code = 1
 
 
+class StopRequested(KeyboardInterrupt):
+    """A signal FODLAM's own handler turned into an exception (e.g. SIGTERM during a sweep):
+    a stop the user asked for, which user code being run at the time does not absorb."""
+
+
 def guard_user_code(what: str, fn, *args, **kwargs):
     """Call user code; an exception that is not an ``Exception`` (SystemExit,
     KeyboardInterrupt, any other BaseException) becomes a ``UserCodeError`` naming
     ``what``, so nothing the user's code does can end FODLAM's process or skip its
-    checks. Ordinary exceptions propagate for the caller to report."""
+    checks. Ordinary exceptions, and a ``StopRequested``, propagate."""
     try:
         return fn(*args, **kwargs)
-    except Exception:
+    except (Exception, StopRequested):
         raise
     except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
         detail = f"({e.code!r})" if isinstance(e, SystemExit) else (f": {e}" if str(e) else "")

@@ -327,3 +327,55 @@ def test_parts_are_the_unit_of_output(project):
     assert [r["point"] for r in res.rows] == list(range(40))
     parts = sorted(cache.glob("*.parquet"))
     assert len(parts) == len(res.chunks) and not list(cache.glob("*.tmp"))
+
+
+def test_a_ray_sweep_starts_ray_once_and_keeps_the_drivers_signal_handlers(project, monkeypatch):
+    """Two models: one Ray session for the whole sweep (not one per model and batch), and
+    Ray's shutdown does not leave SIGTERM at its default (which would end the driver before
+    it writes its outputs)."""
+    pytest.importorskip("ray")
+    import signal
+
+    from fodlam.sweeps import ray_backend
+
+    spec = S.load_sweep(project / "sweep.toml")
+    assert len(spec.models) >= 2
+    started = []
+    real_start = ray_backend.start
+    monkeypatch.setattr(ray_backend, "start", lambda *a, **k: started.append(real_start(*a, **k))
+                        or started[-1])
+    mine = signal.signal(signal.SIGTERM, lambda *a: None)
+    try:
+        with S.on_signals():
+            res = S.run(spec, jobs=2, backend="ray", quiet=True)
+            installed = _sigterm_action()
+        assert started.count(True) == 1 and not res.failed
+        assert installed not in (0, None), "SIGTERM left at its default after the sweep"
+    finally:
+        signal.signal(signal.SIGTERM, mine)
+
+
+def _sigterm_action():
+    """The process's SIGTERM action as the kernel holds it (``signal.getsignal`` shows only
+    what Python last set, not what a C library set since): 0 is the default."""
+    import ctypes
+
+    class SigAction(ctypes.Structure):
+        _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16),
+                    ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
+    action = SigAction()
+    assert ctypes.CDLL(None).sigaction(15, None, ctypes.byref(action)) == 0
+    return action.handler
+
+
+def test_a_stop_request_is_not_absorbed_as_a_model_failure():
+    """SIGTERM while a model's own code runs (its import in a sweep) stops the sweep; it is
+    not user code's KeyboardInterrupt, which only fails that model."""
+    from fodlam.errors import UserCodeError, guard_user_code
+
+    def raises(e):
+        raise e
+    with pytest.raises(S.Interrupted):
+        guard_user_code("models.py:mlp()", raises, S.Interrupted(15))
+    with pytest.raises(UserCodeError, match="KeyboardInterrupt"):
+        guard_user_code("models.py:mlp()", raises, KeyboardInterrupt())

@@ -90,34 +90,77 @@ def _restore(handlers: dict) -> None:
             signal.signal(s, h)
 
 
-def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=(),
-              interrupt=KeyboardInterrupt) -> None:
-    """Run ``run_chunk(nodes, task, *extra)`` for every ``(nodes, task)`` on Ray and hand each
-    result to ``collect(task, result)``, at most a few tasks per CPU in flight. A SIGTERM,
-    SIGINT or SIGHUP meanwhile raises ``interrupt(signum)`` between Ray calls."""
+def _ray():
     try:
         import ray
     except ImportError:
         raise InputError("--backend ray needs ray: pip install 'fodlam[cluster]'") from None
-    started = False
-    if not ray.is_initialized():
-        import logging
+    return ray
 
+
+def start(address=None, jobs=None, interrupt=KeyboardInterrupt) -> bool:
+    """Connect to the Ray cluster at ``address`` (or start a local one of ``jobs`` CPUs)
+    unless Ray is already up; True if this call started it. A SIGTERM while Ray starts
+    (Ray's own handler turns it into ``SystemExit(signum)``) raises ``interrupt(signum)``."""
+    import logging
+    import signal
+
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    if address:
+        check_address(address)
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    handlers = _signal_handlers()
+    try:
         if address:
-            check_address(address)
-        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        handlers = _signal_handlers()
-        try:
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                ray.init(num_cpus=jobs, **kwargs)
-        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
-            raise InputError(f"--address {address}: cannot start Ray there "
-                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
-        finally:
-            _restore(handlers)       # Ray's own SIGTERM handler would end the driver unwritten
-        started = True
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=jobs, **kwargs)
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
+        raise InputError(f"--address {address}: cannot start Ray there "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+    except SystemExit as e:
+        if e.code in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            stop()
+            raise interrupt(e.code) from None
+        raise
+    finally:
+        _restore(handlers)       # Ray's own SIGTERM handler would end the driver unwritten
+    return True
+
+
+def stop() -> None:
+    """``ray.shutdown()``, keeping the driver's signal handlers: Ray's shutdown leaves
+    SIGTERM at its default, which would end the driver before it writes its outputs."""
+    handlers = _signal_handlers()
+    try:
+        _ray().shutdown()
+    finally:
+        _restore(handlers)
+
+
+class Session:
+    """Ray for the length of a sweep: started once (not per model and batch, which cost a
+    few seconds each) and shut down as a process pool is (``shutdown``)."""
+
+    def __init__(self, address=None, jobs=None, interrupt=KeyboardInterrupt):
+        self.started = start(address, jobs, interrupt)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self.started:
+            stop()
+            self.started = False
+
+
+def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=(),
+              interrupt=KeyboardInterrupt) -> None:
+    """Run ``run_chunk(nodes, task, *extra)`` for every ``(nodes, task)`` on Ray and hand each
+    result to ``collect(task, result)``, at most a few tasks per CPU in flight. A SIGTERM,
+    SIGINT or SIGHUP meanwhile raises ``interrupt(signum)`` between Ray calls. Ray is started
+    here (and shut down after) unless it is already up (``Session``)."""
+    ray = _ray()
+    started = start(address, jobs, interrupt)
     try:
         remote = ray.remote(run_chunk)
         refs, pending = {}, {}
@@ -140,4 +183,4 @@ def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=(),
             raise
     finally:
         if started:
-            ray.shutdown()
+            stop()

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, StopRequested
 from .parts import CHUNK, ChunkRef, Parts, _identity, cost_chunk, plan_chunks
 from .plan import _one_line, import_model
 from .spec import Sweep, column_types, columns
@@ -86,7 +86,7 @@ def _progress(total: int, quiet: bool):
     return tqdm(total=total, unit="pt", desc="sweep", file=sys.stderr, smoothing=0.1)
 
 
-class Interrupted(KeyboardInterrupt):
+class Interrupted(StopRequested):
     """SIGTERM (or SIGINT) during a sweep: finish what is being written, keep every finished
     point, stop the workers, exit 128 + the signal's number."""
 
@@ -275,7 +275,9 @@ def _execute(tasks, nodes, parts, result, backend, address, jobs, pool, bar, on_
             on_chunk(ref)
 
     if backend == "ray":
-        from .ray_backend import run_tasks
+        from .ray_backend import Session, run_tasks
+        if pool is None:                  # one Ray session for the sweep, shut down by run()
+            pool = Session(address, jobs, Interrupted)
         run_tasks([(nodes, t) for t in tasks], collect, cost_chunk, address=address, jobs=jobs,
                   extra=(parts,), interrupt=Interrupted)
         return pool
