@@ -379,3 +379,23 @@ def test_a_stop_request_is_not_absorbed_as_a_model_failure():
         guard_user_code("models.py:mlp()", raises, S.Interrupted(15))
     with pytest.raises(UserCodeError, match="KeyboardInterrupt"):
         guard_user_code("models.py:mlp()", raises, KeyboardInterrupt())
+
+
+def test_a_signal_while_the_workers_stop_marks_the_sweep_interrupted(project, monkeypatch):
+    """SIGTERM as the pool shuts down (every chunk done): the result says interrupted and
+    holds every row; the signal does not escape run() before the outputs are written."""
+    import os
+    import signal
+    from concurrent import futures
+
+    spec = S.load_sweep(project / "sweep.toml")
+    real = futures.ProcessPoolExecutor.shutdown
+
+    def shutdown(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *a, **k)
+    monkeypatch.setattr(futures.ProcessPoolExecutor, "shutdown", shutdown)
+    with S.on_signals():
+        res = S.run(spec, jobs=2, quiet=True, log=lambda msg: None)
+    assert res.interrupted == signal.SIGTERM
+    assert sum(ref.rows for ref in res.chunks) == len(spec.points)

@@ -12,11 +12,12 @@ the same as the process pool's.
 from __future__ import annotations
 
 from ..errors import InputError
+from . import _signals
 
 
 def _collect_one(ray, pending: dict, collect, caught: dict) -> None:
     """Wait for one task, in short waits so that a signal caught meanwhile is acted on
-    between Ray calls (``_deferred_signals``), never raised inside one."""
+    between Ray calls (``_signals.deferred``), never raised inside one."""
     while True:
         _raise_caught(caught)
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
@@ -29,26 +30,6 @@ def _collect_one(ray, pending: dict, collect, caught: dict) -> None:
 def _raise_caught(caught: dict) -> None:
     if caught:
         raise caught["error"]
-
-
-def _deferred_signals(caught: dict, interrupt):
-    """A context in which SIGTERM, SIGINT and SIGHUP are noted in ``caught`` (as
-    ``interrupt(signum)``, raised later between Ray calls) rather than raised where they
-    land: an exception thrown into the middle of a Ray call (a put, a submit, a get) can
-    leave its core worker half-way and crash the driver on shutdown."""
-    import contextlib
-    import signal
-
-    @contextlib.contextmanager
-    def scope():
-        handlers = _signal_handlers()
-        for s in handlers:
-            signal.signal(s, lambda signum, _frame: caught.setdefault("error", interrupt(signum)))
-        try:
-            yield
-        finally:
-            _restore(handlers)
-    return scope()
 
 
 def check_address(address: str, timeout_s: float = 3.0) -> None:
@@ -73,23 +54,6 @@ def check_address(address: str, timeout_s: float = 3.0) -> None:
                          "leave --address out for a local one") from None
 
 
-def _signal_handlers() -> dict:
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-
-
-def _restore(handlers: dict) -> None:
-    import signal
-
-    for s, h in handlers.items():
-        if h is not None:
-            signal.signal(s, h)
-
-
 def _ray():
     try:
         import ray
@@ -111,7 +75,7 @@ def start(address=None, jobs=None, interrupt=KeyboardInterrupt) -> bool:
     if address:
         check_address(address)
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    handlers = _signal_handlers()
+    handlers = _signals.handlers()
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -126,18 +90,18 @@ def start(address=None, jobs=None, interrupt=KeyboardInterrupt) -> bool:
             raise interrupt(e.code) from None
         raise
     finally:
-        _restore(handlers)       # Ray's own SIGTERM handler would end the driver unwritten
+        _signals.restore(handlers)       # Ray's own SIGTERM handler would end the driver unwritten
     return True
 
 
 def stop() -> None:
     """``ray.shutdown()``, keeping the driver's signal handlers: Ray's shutdown leaves
     SIGTERM at its default, which would end the driver before it writes its outputs."""
-    handlers = _signal_handlers()
+    handlers = _signals.handlers()
     try:
         _ray().shutdown()
     finally:
-        _restore(handlers)
+        _signals.restore(handlers)
 
 
 class Session:
@@ -167,7 +131,7 @@ def run_tasks(tasks, collect, run_chunk, *, address=None, jobs=None, extra=(),
         window = 4 * max(1, int(ray.cluster_resources().get("CPU", jobs or 1)))
         caught: dict = {}
         try:
-            with _deferred_signals(caught, interrupt):
+            with _signals.deferred(caught, interrupt):
                 for nodes, task in tasks:
                     _raise_caught(caught)
                     if id(nodes) not in refs:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, StopRequested
+from . import _signals
 from .parts import CHUNK, ChunkRef, Parts, _identity, cost_chunk, plan_chunks
 from .plan import _one_line, import_model
 from .spec import Sweep, column_types, columns
@@ -254,7 +255,14 @@ def run(sweep: Sweep, *, jobs: int | None = None, backend: str = "local", addres
         log("fodlam sweep: interrupted; every finished chunk is kept (parts and output)")
     finally:
         if pool is not None:
-            pool.shutdown(wait=True)
+            # a signal while the workers stop marks the sweep interrupted (its outputs are
+            # still written) rather than escaping run() with nothing written
+            caught: dict = {}
+            with _signals.deferred(caught, Interrupted):
+                pool.shutdown(wait=True)
+            if caught and not result.interrupted:
+                result.interrupted = caught["error"].signum
+                log("fodlam sweep: interrupted while the workers stopped; every chunk is kept")
         if bar:
             bar.close()
     result.chunks.sort(key=lambda ref: ref.point0)
